@@ -1,0 +1,258 @@
+//! Per-exchange capture: what the HTTP context has seen of one traced request and its response,
+//! kept under a byte cap, and turned into a [`TraceRecord`] when the exchange ends.
+//!
+//! The glue feeds bytes and timestamps in; nothing here calls the host or decides what the host
+//! does with traffic: every byte is forwarded whatever happens here.
+
+use crate::protocols::openai_chat::{self, ChunkEffect, StreamFold};
+use crate::record::{ErrorInfo, TraceRecord};
+use crate::sse::SseDecoder;
+
+/// What is known about a request when its headers arrive.
+#[derive(Debug, Clone, Default)]
+pub struct RequestStart {
+    /// Request path, query included.
+    pub path: String,
+    /// `:authority`.
+    pub authority: Option<String>,
+    /// Provider for the route.
+    pub provider: String,
+    /// End user from the configured header.
+    pub user: Option<String>,
+    /// Session from the configured header.
+    pub session: Option<String>,
+    /// Start time, Unix ns.
+    pub now_ns: u64,
+    /// W3C trace id.
+    pub trace_id: [u8; 16],
+    /// W3C span id.
+    pub span_id: [u8; 8],
+    /// Extra random bits.
+    pub entropy: [u8; 16],
+}
+
+enum Body {
+    /// No response headers yet.
+    Pending,
+    /// A JSON (or other non-stream) body, kept up to the cap.
+    Whole(Vec<u8>),
+    /// An event stream being decoded and folded as it passes.
+    Stream(Box<(SseDecoder, StreamFold)>),
+    /// Not parsed, for the reason given.
+    Skipped,
+}
+
+/// One exchange in progress.
+pub struct Capture {
+    record: TraceRecord,
+    max_body: usize,
+    request: Vec<u8>,
+    request_done: bool,
+    response: Body,
+    response_done: bool,
+}
+
+impl Capture {
+    /// Starts capturing an exchange; `max_body` bounds each body kept.
+    pub fn new(start: RequestStart, max_body: usize) -> Self {
+        let record = TraceRecord {
+            trace_id: start.trace_id,
+            span_id: start.span_id,
+            entropy: start.entropy,
+            start_ns: start.now_ns,
+            end_ns: start.now_ns,
+            operation: "chat",
+            provider: start.provider,
+            path: start.path,
+            server_address: start.authority,
+            user: start.user,
+            session: start.session,
+            ..TraceRecord::default()
+        };
+        Capture {
+            record,
+            max_body,
+            request: Vec::new(),
+            request_done: false,
+            response: Body::Pending,
+            response_done: false,
+        }
+    }
+
+    /// A request body chunk (`None`: the host could not provide it, e.g. Kong spooled it to a
+    /// temporary file).
+    pub fn request_chunk(&mut self, chunk: Option<&[u8]>, end_of_stream: bool) {
+        if self.request_done {
+            return;
+        }
+        match chunk {
+            Some(bytes) => {
+                if !keep(&mut self.request, bytes, self.max_body) {
+                    self.record.truncated = true;
+                }
+            }
+            None => self.record.unparsed.push(
+                "request: body not readable by the filter (buffered to disk by the host?)".into(),
+            ),
+        }
+        if end_of_stream {
+            self.finish_request();
+        }
+    }
+
+    fn finish_request(&mut self) {
+        self.request_done = true;
+        if self.request.is_empty() {
+            return;
+        }
+        if self.record.truncated {
+            self.record
+                .unparsed
+                .push("request: body over max_body_bytes, not parsed".into());
+        } else if let Err(e) = openai_chat::parse_request(&self.request, &mut self.record) {
+            self.record.unparsed.push(format!("request: {e}"));
+        }
+        self.request = Vec::new();
+    }
+
+    /// Response headers: status, `content-type`, `content-encoding`.
+    pub fn response_headers(
+        &mut self,
+        status: Option<u16>,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+    ) {
+        self.record.status = status;
+        let encoded = content_encoding
+            .map(str::trim)
+            .is_some_and(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
+        let is_stream = content_type.is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        });
+        self.response = if encoded {
+            self.record
+                .unparsed
+                .push("response: content-encoding is not identity, body not parsed".into());
+            Body::Skipped
+        } else if is_stream {
+            self.record.streamed = true;
+            Body::Stream(Box::new((
+                SseDecoder::new(self.max_body),
+                StreamFold::new(self.max_body),
+            )))
+        } else {
+            Body::Whole(Vec::new())
+        };
+    }
+
+    /// A response body chunk passing through at `now_ns`.
+    pub fn response_chunk(&mut self, chunk: &[u8], now_ns: u64) {
+        match &mut self.response {
+            Body::Whole(buf) => {
+                if !keep(buf, chunk, self.max_body) {
+                    self.record.truncated = true;
+                }
+            }
+            Body::Stream(state) => {
+                let (decoder, fold) = &mut **state;
+                let first = &mut self.record.first_token_ns;
+                decoder.push(chunk, &mut |event| {
+                    if fold.push(&event.data) == ChunkEffect::Output && first.is_none() {
+                        *first = Some(now_ns);
+                    }
+                });
+            }
+            Body::Pending | Body::Skipped => {}
+        }
+    }
+
+    /// The response ended normally (end of stream seen).
+    pub fn response_end(&mut self) {
+        self.response_done = true;
+    }
+
+    /// Whether the response has ended.
+    pub fn response_ended(&self) -> bool {
+        self.response_done
+    }
+
+    /// The finished record. When the response never ended, the record is marked incomplete and
+    /// keeps what was seen.
+    pub fn finish(mut self, now_ns: u64) -> TraceRecord {
+        if !self.request_done {
+            self.finish_request();
+        }
+        self.record.end_ns = now_ns;
+        let ok = self.record.status.is_some_and(|s| (200..300).contains(&s));
+        match std::mem::replace(&mut self.response, Body::Skipped) {
+            Body::Whole(body) => self.finish_whole(&body, ok),
+            Body::Stream(state) => {
+                let (mut decoder, mut fold) = *state;
+                if self.response_done {
+                    decoder.finish(&mut |event| {
+                        fold.push(&event.data);
+                    });
+                }
+                if decoder.oversized_lines() > 0 {
+                    self.record.truncated = true;
+                }
+                fold.finish(&mut self.record);
+            }
+            Body::Pending | Body::Skipped => {}
+        }
+        if self.record.error.is_none() {
+            if let Some(status) = self.record.status.filter(|_| !ok) {
+                self.record.error = Some(ErrorInfo {
+                    kind: status.to_string(),
+                    message: format!("HTTP {status} from upstream"),
+                });
+            }
+        }
+        if !self.response_done {
+            self.record.incomplete = true;
+            if self.record.error.is_none() {
+                self.record.error = Some(ErrorInfo {
+                    kind: "incomplete".into(),
+                    message: "the exchange ended before the response was complete".into(),
+                });
+            }
+        }
+        self.record
+    }
+
+    fn finish_whole(&mut self, body: &[u8], ok: bool) {
+        if body.is_empty() {
+            return;
+        }
+        if !ok {
+            if let Some(mut err) = openai_chat::parse_error(body) {
+                if let Some(status) = self.record.status {
+                    if err.kind == "error" {
+                        err.kind = status.to_string();
+                    }
+                }
+                self.record.error = Some(err);
+            }
+            return;
+        }
+        if self.record.truncated || !self.response_done {
+            self.record
+                .unparsed
+                .push("response: body incomplete or over max_body_bytes, not parsed".into());
+        } else if let Err(e) = openai_chat::parse_response(body, &mut self.record) {
+            self.record.unparsed.push(format!("response: {e}"));
+        }
+    }
+}
+
+/// Appends what fits under `cap`; false when something was left out.
+fn keep(buf: &mut Vec<u8>, bytes: &[u8], cap: usize) -> bool {
+    let room = cap.saturating_sub(buf.len());
+    buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    bytes.len() <= room
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,599 @@
+//! Filter configuration: one JSON object, as Kong passes a filter `config` (an object encoded
+//! by cjson, or a string passed verbatim) and Envoy passes `configuration`.
+//!
+//! Parsing is strict: an unknown key or a value of the wrong type is an error that names the
+//! key path (`opik.timeout_ms`), so an operator sees exactly what to fix. No host calls.
+
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Where a sink's callouts go: the URL the backend is reached at and the host-specific
+/// upstream the gateway dispatches to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `host[:port]` from the URL, sent as `:authority`.
+    pub authority: String,
+    /// Path prefix from the URL without a trailing slash (`/api`, or empty).
+    pub base_path: String,
+    /// What `dispatch_http_call` targets: an Envoy cluster name or Kong's `host:port`.
+    pub upstream: String,
+    /// Callout timeout in milliseconds.
+    pub timeout_ms: u32,
+}
+
+/// Opik REST sink settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpikConfig {
+    /// Where the Opik API lives (`http://opik:5173/api`, `https://www.comet.com/opik/api`).
+    pub endpoint: Endpoint,
+    /// Project traces are filed under; omitted means Opik's "Default Project".
+    pub project_name: Option<String>,
+    /// Opik Cloud / Comet API key, sent raw in `authorization`.
+    pub api_key: Option<String>,
+    /// Comet workspace, sent as `Comet-Workspace`.
+    pub workspace: Option<String>,
+}
+
+/// Langfuse OTLP sink settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LangfuseConfig {
+    /// Langfuse base URL (`https://cloud.langfuse.com`, `http://langfuse:3000`).
+    pub endpoint: Endpoint,
+    /// Project public key (`pk-lf-…`).
+    pub public_key: String,
+    /// Project secret key (`sk-lf-…`).
+    pub secret_key: String,
+}
+
+/// Which requests are traced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The request path (query excluded) must start with this.
+    pub path_prefix: Option<String>,
+    /// The request path (query excluded) must end with this.
+    pub path_suffix: Option<String>,
+    /// Provider name reported for matching traffic.
+    pub provider: String,
+}
+
+impl Route {
+    /// Whether a request path (with or without a query string) matches this route.
+    pub fn matches(&self, path: &str) -> bool {
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        self.path_prefix
+            .as_deref()
+            .is_none_or(|p| path.starts_with(p))
+            && self
+                .path_suffix
+                .as_deref()
+                .is_none_or(|s| path.ends_with(s))
+    }
+}
+
+/// Export retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// Attempts per batch, the first included.
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubles each time.
+    pub initial_backoff_ms: u64,
+    /// Upper bound of the delay.
+    pub max_backoff_ms: u64,
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Traced routes, first match wins.
+    pub routes: Vec<Route>,
+    /// Bytes of each body kept for the trace.
+    pub max_body_bytes: usize,
+    /// Ask upstreams for uncompressed responses on traced requests.
+    pub force_identity_encoding: bool,
+    /// How often the root context flushes the queue.
+    pub flush_interval_ms: u64,
+    /// Records per export request.
+    pub batch_max_records: usize,
+    /// Encoded bytes per export request (a single larger record is still sent alone).
+    pub batch_max_bytes: usize,
+    /// Records waiting per sink before the oldest are dropped.
+    pub queue_max_records: usize,
+    /// Estimated bytes waiting per sink before the oldest are dropped.
+    pub queue_max_bytes: usize,
+    /// Retry policy for failed exports.
+    pub retry: RetryConfig,
+    /// Define and update proxy-wasm metrics (Kong ≤ 3.7 traps on them: set false there).
+    pub metrics: bool,
+    /// Header whose value becomes the trace's user id.
+    pub user_header: String,
+    /// Header whose value becomes the trace's session id.
+    pub session_header: String,
+    /// Opik sink, when configured.
+    pub opik: Option<OpikConfig>,
+    /// Langfuse sink, when configured.
+    pub langfuse: Option<LangfuseConfig>,
+}
+
+/// A configuration problem, naming the key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The bytes are not JSON (or not UTF-8).
+    NotJson {
+        /// Byte-free description from the JSON parser (line and column).
+        detail: String,
+    },
+    /// A key the filter does not know.
+    UnknownKey {
+        /// Path of the key.
+        path: String,
+    },
+    /// A value of the wrong JSON type.
+    WrongType {
+        /// Path of the key.
+        path: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// A value of the right type that is not acceptable.
+    Invalid {
+        /// Path of the key.
+        path: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A key that must be present is missing.
+    Missing {
+        /// Path of the key.
+        path: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::NotJson { detail } => {
+                write!(f, "configuration is not valid JSON: {detail}")
+            }
+            ConfigError::UnknownKey { path } => write!(f, "unknown configuration key `{path}`"),
+            ConfigError::WrongType { path, expected } => {
+                write!(f, "configuration key `{path}` must be {expected}")
+            }
+            ConfigError::Invalid { path, reason } => {
+                write!(f, "configuration key `{path}` is invalid: {reason}")
+            }
+            ConfigError::Missing { path } => write!(f, "configuration key `{path}` is required"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+const ROOT_KEYS: &[&str] = &[
+    "routes",
+    "max_body_bytes",
+    "force_identity_encoding",
+    "flush_interval_ms",
+    "batch_max_records",
+    "batch_max_bytes",
+    "queue_max_records",
+    "queue_max_bytes",
+    "retry",
+    "metrics",
+    "user_header",
+    "session_header",
+    "opik",
+    "langfuse",
+];
+
+impl Config {
+    /// Parses configuration bytes. Empty input gives the defaults (which trace nothing out:
+    /// no sink is configured). A JSON string holding a JSON object is accepted too, since Kong
+    /// passes string configs verbatim.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first offending key.
+    pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| ConfigError::NotJson {
+            detail: "not UTF-8".into(),
+        })?;
+        if text.trim().is_empty() {
+            return Config::from_value(&Value::Object(Map::new()));
+        }
+        let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::NotJson {
+            detail: format!("line {} column {}", e.line(), e.column()),
+        })?;
+        match value {
+            Value::String(inner) => Config::parse(inner.as_bytes()),
+            other => Config::from_value(&other),
+        }
+    }
+
+    fn from_value(value: &Value) -> Result<Config, ConfigError> {
+        let obj = Obj::new(value, "")?;
+        obj.only(ROOT_KEYS)?;
+        let retry = match obj.get("retry") {
+            Some(v) => {
+                let r = Obj::new(v, "retry")?;
+                r.only(&["max_attempts", "initial_backoff_ms", "max_backoff_ms"])?;
+                RetryConfig {
+                    max_attempts: r.uint("max_attempts", 5, 1, 100)? as u32,
+                    initial_backoff_ms: r.uint("initial_backoff_ms", 1000, 1, 3_600_000)?,
+                    max_backoff_ms: r.uint("max_backoff_ms", 30_000, 1, 3_600_000)?,
+                }
+            }
+            None => RetryConfig {
+                max_attempts: 5,
+                initial_backoff_ms: 1000,
+                max_backoff_ms: 30_000,
+            },
+        };
+        Ok(Config {
+            routes: parse_routes(obj.get("routes"))?,
+            max_body_bytes: obj.uint("max_body_bytes", 1 << 20, 1024, 64 << 20)? as usize,
+            force_identity_encoding: obj.boolean("force_identity_encoding", true)?,
+            flush_interval_ms: obj.uint("flush_interval_ms", 1000, 10, 600_000)?,
+            batch_max_records: obj.uint("batch_max_records", 100, 1, 1000)? as usize,
+            batch_max_bytes: obj.uint("batch_max_bytes", 1 << 20, 1024, 4_000_000)? as usize,
+            queue_max_records: obj.uint("queue_max_records", 1000, 1, 1_000_000)? as usize,
+            queue_max_bytes: obj.uint("queue_max_bytes", 16 << 20, 1024, 1 << 30)? as usize,
+            retry,
+            metrics: obj.boolean("metrics", true)?,
+            user_header: obj.header_name("user_header", "x-user-id")?,
+            session_header: obj.header_name("session_header", "x-session-id")?,
+            opik: obj.get("opik").map(parse_opik).transpose()?,
+            langfuse: obj.get("langfuse").map(parse_langfuse).transpose()?,
+        })
+    }
+
+    /// Whether any sink is configured (without one the filter stays out of the way).
+    pub fn has_sink(&self) -> bool {
+        self.opik.is_some() || self.langfuse.is_some()
+    }
+
+    /// The route a request path belongs to, if it is traced.
+    pub fn route_for(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.matches(path))
+    }
+}
+
+fn parse_routes(value: Option<&Value>) -> Result<Vec<Route>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(vec![Route {
+            path_prefix: None,
+            path_suffix: Some("/chat/completions".into()),
+            provider: "openai".into(),
+        }]);
+    };
+    let items = value.as_array().ok_or(ConfigError::WrongType {
+        path: "routes".into(),
+        expected: "an array of route objects",
+    })?;
+    let mut routes = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("routes[{i}]");
+        let r = Obj::new(item, &path)?;
+        r.only(&["path_prefix", "path_suffix", "provider"])?;
+        let route = Route {
+            path_prefix: r.string("path_prefix")?,
+            path_suffix: r.string("path_suffix")?,
+            provider: r.string("provider")?.unwrap_or_else(|| "openai".into()),
+        };
+        if route.path_prefix.is_none() && route.path_suffix.is_none() {
+            return Err(ConfigError::Invalid {
+                path,
+                reason: "a route needs path_prefix or path_suffix",
+            });
+        }
+        routes.push(route);
+    }
+    Ok(routes)
+}
+
+fn parse_endpoint(obj: &Obj<'_>) -> Result<Endpoint, ConfigError> {
+    let url = obj
+        .string("endpoint")?
+        .ok_or_else(|| ConfigError::Missing {
+            path: obj.path("endpoint"),
+        })?;
+    let invalid = |reason| ConfigError::Invalid {
+        path: obj.path("endpoint"),
+        reason,
+    };
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or(invalid("must be an absolute http:// or https:// URL"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(invalid("scheme must be http or https"));
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(invalid("needs a host and must not carry credentials"));
+    }
+    if path.contains(['?', '#']) {
+        return Err(invalid("must not have a query or fragment"));
+    }
+    let upstream = match obj.string("upstream")? {
+        Some(u) if !u.is_empty() => u,
+        Some(_) => {
+            return Err(ConfigError::Invalid {
+                path: obj.path("upstream"),
+                reason: "must not be empty",
+            })
+        }
+        None => default_upstream(&scheme, authority),
+    };
+    Ok(Endpoint {
+        scheme,
+        authority: authority.to_string(),
+        base_path: path.trim_end_matches('/').to_string(),
+        upstream,
+        timeout_ms: obj.uint("timeout_ms", 5000, 1, 600_000)? as u32,
+    })
+}
+
+/// Kong dispatches to `host:port`; when no upstream is given, derive it from the URL.
+fn default_upstream(scheme: &str, authority: &str) -> String {
+    let has_port = match authority.strip_prefix('[') {
+        Some(v6) => v6.contains("]:"),
+        None => authority.contains(':'),
+    };
+    if has_port {
+        authority.to_string()
+    } else if scheme == "https" {
+        format!("{authority}:443")
+    } else {
+        format!("{authority}:80")
+    }
+}
+
+fn parse_opik(value: &Value) -> Result<OpikConfig, ConfigError> {
+    let obj = Obj::new(value, "opik")?;
+    obj.only(&[
+        "endpoint",
+        "upstream",
+        "timeout_ms",
+        "project_name",
+        "api_key",
+        "workspace",
+    ])?;
+    let config = OpikConfig {
+        endpoint: parse_endpoint(&obj)?,
+        project_name: obj.non_blank("project_name")?,
+        api_key: obj.non_blank("api_key")?,
+        workspace: obj.non_blank("workspace")?,
+    };
+    if config.api_key.is_some() && config.workspace.is_none() {
+        return Err(ConfigError::Missing {
+            path: "opik.workspace".into(),
+        });
+    }
+    Ok(config)
+}
+
+fn parse_langfuse(value: &Value) -> Result<LangfuseConfig, ConfigError> {
+    let obj = Obj::new(value, "langfuse")?;
+    obj.only(&[
+        "endpoint",
+        "upstream",
+        "timeout_ms",
+        "public_key",
+        "secret_key",
+    ])?;
+    let required = |key: &str| {
+        obj.non_blank(key)?.ok_or_else(|| ConfigError::Missing {
+            path: obj.path(key),
+        })
+    };
+    Ok(LangfuseConfig {
+        endpoint: parse_endpoint(&obj)?,
+        public_key: required("public_key")?,
+        secret_key: required("secret_key")?,
+    })
+}
+
+/// A JSON object being read, with its path for error messages.
+struct Obj<'a> {
+    map: &'a Map<String, Value>,
+    prefix: &'a str,
+}
+
+impl<'a> Obj<'a> {
+    fn new(value: &'a Value, prefix: &'a str) -> Result<Self, ConfigError> {
+        match value {
+            Value::Object(map) => Ok(Obj { map, prefix }),
+            _ => Err(ConfigError::WrongType {
+                path: if prefix.is_empty() {
+                    "(root)".into()
+                } else {
+                    prefix.into()
+                },
+                expected: "an object",
+            }),
+        }
+    }
+
+    fn path(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
+    }
+
+    fn only(&self, known: &[&str]) -> Result<(), ConfigError> {
+        match self.map.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(k) => Err(ConfigError::UnknownKey { path: self.path(k) }),
+            None => Ok(()),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    fn uint(&self, key: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let Some(v) = self.get(key) else {
+            return Ok(default);
+        };
+        let n = v.as_u64().ok_or(ConfigError::WrongType {
+            path: self.path(key),
+            expected: "a non-negative integer",
+        })?;
+        if n < min || n > max {
+            return Err(ConfigError::Invalid {
+                path: self.path(key),
+                reason: "out of range (see the README for bounds)",
+            });
+        }
+        Ok(n)
+    }
+
+    fn boolean(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_bool().ok_or(ConfigError::WrongType {
+                path: self.path(key),
+                expected: "true or false",
+            }),
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(ConfigError::WrongType {
+                path: self.path(key),
+                expected: "a string",
+            }),
+        }
+    }
+
+    fn non_blank(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.string(key)? {
+            Some(s) if s.trim().is_empty() => Err(ConfigError::Invalid {
+                path: self.path(key),
+                reason: "must not be blank",
+            }),
+            other => Ok(other),
+        }
+    }
+
+    fn header_name(&self, key: &str, default: &str) -> Result<String, ConfigError> {
+        let name = self.string(key)?.unwrap_or_else(|| default.to_string());
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b));
+        if !valid {
+            return Err(ConfigError::Invalid {
+                path: self.path(key),
+                reason: "must be an HTTP header name",
+            });
+        }
+        Ok(name.to_ascii_lowercase())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_from_empty_input() {
+        let c = Config::parse(b"").expect("empty config is valid");
+        assert_eq!(c.max_body_bytes, 1 << 20);
+        assert_eq!(c.flush_interval_ms, 1000);
+        assert!(c.force_identity_encoding);
+        assert!(!c.has_sink());
+        assert!(c.route_for("/v1/chat/completions").is_some());
+        assert!(c
+            .route_for("/openai/deployments/gpt4/chat/completions?api-version=2024-10-21")
+            .is_some());
+        assert!(c.route_for("/v1/embeddings").is_none());
+    }
+
+    #[test]
+    fn full_config_and_string_form() {
+        let json = r#"{"opik":{"endpoint":"https://www.comet.com/opik/api","api_key":"k","workspace":"w","project_name":"p"},
+            "langfuse":{"endpoint":"http://127.0.0.1:3000/","upstream":"langfuse","public_key":"pk","secret_key":"sk"},
+            "routes":[{"path_prefix":"/llm/","provider":"openai"}],"retry":{"max_attempts":3}}"#;
+        let c = Config::parse(json.as_bytes()).expect("valid");
+        let opik = c.opik.as_ref().expect("opik");
+        assert_eq!(opik.endpoint.authority, "www.comet.com");
+        assert_eq!(opik.endpoint.base_path, "/opik/api");
+        assert_eq!(opik.endpoint.upstream, "www.comet.com:443");
+        let lf = c.langfuse.as_ref().expect("langfuse");
+        assert_eq!(lf.endpoint.base_path, "");
+        assert_eq!(lf.endpoint.upstream, "langfuse");
+        assert_eq!(c.retry.max_attempts, 3);
+        assert!(c.route_for("/llm/x").is_some());
+        assert!(c.route_for("/v1/chat/completions").is_none());
+        let quoted = serde_json::to_string(json).expect("encode");
+        assert_eq!(Config::parse(quoted.as_bytes()).expect("string form"), c);
+    }
+
+    #[test]
+    fn errors_name_the_key_path() {
+        let cases: &[(&str, &str)] = &[
+            (r#"{"flush_ms":1}"#, "unknown configuration key `flush_ms`"),
+            (
+                r#"{"opik":{"endpoint":"http://x","timeout_ms":"5"}}"#,
+                "`opik.timeout_ms` must be a non-negative integer",
+            ),
+            (
+                r#"{"opik":{"endpoint":"ftp://x"}}"#,
+                "`opik.endpoint` is invalid",
+            ),
+            (r#"{"opik":{}}"#, "`opik.endpoint` is required"),
+            (
+                r#"{"opik":{"endpoint":"http://x","api_key":"k"}}"#,
+                "`opik.workspace` is required",
+            ),
+            (
+                r#"{"langfuse":{"endpoint":"http://x","public_key":"pk"}}"#,
+                "`langfuse.secret_key` is required",
+            ),
+            (r#"{"routes":[{}]}"#, "`routes[0]` is invalid"),
+            (
+                r#"{"routes":[{"path_suffix":"/x","extra":1}]}"#,
+                "unknown configuration key `routes[0].extra`",
+            ),
+            (r#"{"max_body_bytes":1}"#, "`max_body_bytes` is invalid"),
+            (r#"[1]"#, "`(root)` must be an object"),
+            (r#"{"#, "not valid JSON"),
+            (
+                r#"{"user_header":"bad header"}"#,
+                "`user_header` is invalid",
+            ),
+        ];
+        for (input, expected) in cases {
+            let err = Config::parse(input.as_bytes())
+                .expect_err(input)
+                .to_string();
+            assert!(err.contains(expected), "{input}: got {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors() {
+        let err = Config::parse(
+            br#"{"langfuse":{"endpoint":"http://x","public_key":"pk-SECRET","secret_key":7}}"#,
+        )
+        .expect_err("wrong type");
+        assert!(!err.to_string().contains("SECRET"));
+    }
+
+    #[test]
+    fn cjson_escaped_slashes_are_accepted() {
+        let c =
+            Config::parse(br#"{"opik":{"endpoint":"http:\/\/opik:5173\/api"}}"#).expect("valid");
+        assert_eq!(c.opik.expect("opik").endpoint.base_path, "/api");
+    }
+}

@@ -1,0 +1,608 @@
+//! OpenAI Chat Completions (`POST …/chat/completions`): request, JSON response, streamed
+//! `chat.completion.chunk` events and error bodies, folded into a [`TraceRecord`].
+//!
+//! Follows OpenAI's published API reference for the create-chat-completion request, the
+//! chat completion object and the chunk object; OpenAI-compatible servers (Azure OpenAI, vLLM,
+//! llama.cpp, …) speak the same shapes. Bodies are deserialized into typed structs that ignore
+//! unknown keys; nothing here calls the host.
+
+use super::ProtocolError;
+use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+#[derive(Deserialize)]
+struct ChatRequest<'a> {
+    model: Option<String>,
+    #[serde(default)]
+    messages: Vec<InMessage<'a>>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    frequency_penalty: Option<f64>,
+    presence_penalty: Option<f64>,
+    seed: Option<i64>,
+    n: Option<u64>,
+    stream: Option<bool>,
+    stop: Option<Stop>,
+    #[serde(borrow)]
+    tools: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct InMessage<'a> {
+    #[serde(default)]
+    role: String,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+    name: Option<String>,
+    tool_call_id: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCall>,
+}
+
+#[derive(Deserialize)]
+struct ToolCall {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    function: Function,
+}
+
+#[derive(Deserialize, Default)]
+struct Function {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    arguments: String,
+}
+
+#[derive(Deserialize)]
+struct ContentPart {
+    #[serde(rename = "type", default)]
+    kind: String,
+    text: Option<String>,
+    image_url: Option<ImageUrl>,
+    input_audio: Option<InputAudio>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ImageUrl {
+    Object { url: String },
+    Plain(String),
+}
+
+#[derive(Deserialize)]
+struct InputAudio {
+    #[serde(default)]
+    data: String,
+    #[serde(default)]
+    format: String,
+}
+
+/// Fills the request side of `record` from a chat completion request body.
+///
+/// # Errors
+/// [`ProtocolError::Json`] when the body is not a chat completion request.
+pub fn parse_request(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
+    let req: ChatRequest<'_> = serde_json::from_slice(body).map_err(ProtocolError::json)?;
+    record.request_model = req.model;
+    record.params = Params {
+        temperature: req.temperature,
+        top_p: req.top_p,
+        max_tokens: req.max_tokens,
+        max_completion_tokens: req.max_completion_tokens,
+        frequency_penalty: req.frequency_penalty,
+        presence_penalty: req.presence_penalty,
+        seed: req.seed,
+        n: req.n,
+        stream: req.stream.unwrap_or(false),
+        stop: match req.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s],
+            Some(Stop::Many(v)) => v,
+        },
+    };
+    record.tools_json = req.tools.map(|t| t.get().to_string());
+    record.messages = req.messages.into_iter().map(input_message).collect();
+    Ok(())
+}
+
+fn input_message(m: InMessage<'_>) -> Message {
+    let mut parts = m.content.map(content_parts).unwrap_or_default();
+    parts.extend(m.tool_calls.into_iter().map(tool_call_part));
+    Message {
+        role: m.role,
+        parts,
+        name: m.name,
+        tool_call_id: m.tool_call_id,
+    }
+}
+
+fn tool_call_part(call: ToolCall) -> Part {
+    Part::ToolCall {
+        id: call.id,
+        name: call.function.name,
+        arguments: call.function.arguments,
+    }
+}
+
+/// `content` is a string, null, or an array of typed parts.
+fn content_parts(raw: &RawValue) -> Vec<Part> {
+    if let Ok(text) = serde_json::from_str::<Option<String>>(raw.get()) {
+        return text.into_iter().map(Part::Text).collect();
+    }
+    let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
+        return vec![Part::Other {
+            kind: "unknown".into(),
+            json: raw.get().to_string(),
+        }];
+    };
+    items.into_iter().map(content_part).collect()
+}
+
+fn content_part(raw: &RawValue) -> Part {
+    let other = |kind: String| Part::Other {
+        kind,
+        json: raw.get().to_string(),
+    };
+    let Ok(part) = serde_json::from_str::<ContentPart>(raw.get()) else {
+        return other("unknown".into());
+    };
+    match (
+        part.kind.as_str(),
+        part.text,
+        part.image_url,
+        part.input_audio,
+    ) {
+        ("text", Some(text), _, _) => Part::Text(text),
+        ("image_url", _, Some(ImageUrl::Object { url } | ImageUrl::Plain(url)), _) => Part::Uri {
+            modality: "image",
+            uri: media_placeholder(url),
+        },
+        ("input_audio", _, _, Some(audio)) => Part::Uri {
+            modality: "audio",
+            uri: format!(
+                "[inline audio {}, {} base64 chars omitted]",
+                audio.format,
+                audio.data.len()
+            ),
+        },
+        _ => other(part.kind),
+    }
+}
+
+/// Inline `data:` URLs are replaced by a short description; real URLs are kept.
+fn media_placeholder(url: String) -> String {
+    match url.strip_prefix("data:") {
+        Some(rest) => {
+            let media_type = rest.split([';', ',']).next().unwrap_or("");
+            let payload = rest.split_once(',').map_or(0, |(_, data)| data.len());
+            format!("[inline {media_type}, {payload} base64 chars omitted]")
+        }
+        None => url,
+    }
+}
+
+#[derive(Deserialize)]
+struct ChatResponse {
+    id: Option<String>,
+    model: Option<String>,
+    system_fingerprint: Option<String>,
+    #[serde(default)]
+    choices: Vec<OutChoice>,
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct OutChoice {
+    #[serde(default)]
+    index: u32,
+    message: Option<OutMessage>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OutMessage {
+    #[serde(default)]
+    role: String,
+    content: Option<String>,
+    refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCall>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    total_tokens: Option<u64>,
+    prompt_tokens_details: Option<PromptDetails>,
+    completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct CompletionDetails {
+    reasoning_tokens: Option<u64>,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(u: WireUsage) -> Usage {
+        Usage {
+            input: u.prompt_tokens,
+            output: u.completion_tokens,
+            total: u.total_tokens,
+            cached_input: u.prompt_tokens_details.and_then(|d| d.cached_tokens),
+            reasoning: u.completion_tokens_details.and_then(|d| d.reasoning_tokens),
+        }
+    }
+}
+
+/// Fills the response side of `record` from a non-streamed chat completion.
+///
+/// # Errors
+/// [`ProtocolError::Json`] when the body is not a chat completion.
+pub fn parse_response(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
+    let resp: ChatResponse = serde_json::from_slice(body).map_err(ProtocolError::json)?;
+    record.response_id = resp.id;
+    record.response_model = resp.model;
+    record.system_fingerprint = resp.system_fingerprint;
+    record.usage = resp.usage.map(Usage::from).unwrap_or_default();
+    record.choices = resp
+        .choices
+        .into_iter()
+        .map(|c| {
+            let message = c.message.map_or_else(Message::default, |m| {
+                let mut parts: Vec<Part> = m
+                    .content
+                    .or(m.refusal)
+                    .into_iter()
+                    .map(Part::Text)
+                    .collect();
+                parts.extend(m.tool_calls.into_iter().map(tool_call_part));
+                Message {
+                    role: m.role,
+                    parts,
+                    ..Message::default()
+                }
+            });
+            Choice {
+                index: c.index,
+                message,
+                finish_reason: c.finish_reason,
+            }
+        })
+        .collect();
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: Option<ErrorDetail>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ErrorDetail {
+    Object {
+        message: Option<String>,
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        code: Option<serde_json::Value>,
+    },
+    Text(String),
+}
+
+/// The provider's error, from an error body (`{"error":{"message","type","code"}}`) or a
+/// mid-stream error event. `None` when the body carries no recognisable error.
+pub fn parse_error(body: &[u8]) -> Option<ErrorInfo> {
+    let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
+    parsed.error.map(error_info)
+}
+
+fn error_info(detail: ErrorDetail) -> ErrorInfo {
+    match detail {
+        ErrorDetail::Text(message) => ErrorInfo {
+            kind: "error".into(),
+            message,
+        },
+        ErrorDetail::Object {
+            message,
+            kind,
+            code,
+        } => {
+            let code = code.and_then(|c| match c {
+                serde_json::Value::String(s) => Some(s),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            });
+            ErrorInfo {
+                kind: kind.or(code).unwrap_or_else(|| "error".into()),
+                message: message.unwrap_or_default(),
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    id: Option<String>,
+    model: Option<String>,
+    system_fingerprint: Option<String>,
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    usage: Option<WireUsage>,
+    error: Option<ErrorDetail>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    index: u32,
+    delta: Option<Delta>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Delta {
+    role: Option<String>,
+    content: Option<String>,
+    refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCallDelta>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallDelta {
+    #[serde(default)]
+    index: usize,
+    id: Option<String>,
+    function: Option<FunctionDelta>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDelta {
+    name: Option<String>,
+    arguments: Option<String>,
+}
+
+/// A tool call being assembled from deltas.
+#[derive(Debug, Default)]
+struct ToolCallAcc {
+    index: usize,
+    id: String,
+    name: String,
+    arguments: String,
+}
+
+/// A choice being assembled from deltas.
+#[derive(Debug, Default)]
+struct ChoiceAcc {
+    index: u32,
+    role: Option<String>,
+    content: String,
+    tool_calls: Vec<ToolCallAcc>,
+    finish_reason: Option<String>,
+}
+
+/// What one stream event contributed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkEffect {
+    /// Nothing a client would see as output (role-only delta, usage, keep-alive).
+    Quiet,
+    /// Content or a tool-call delta: the first one marks the time to first token.
+    Output,
+    /// The `[DONE]` sentinel.
+    Done,
+}
+
+/// Folds `chat.completion.chunk` events into the final message(s), bounded by a byte budget.
+#[derive(Debug)]
+pub struct StreamFold {
+    choices: Vec<ChoiceAcc>,
+    id: Option<String>,
+    model: Option<String>,
+    system_fingerprint: Option<String>,
+    usage: Usage,
+    error: Option<ErrorInfo>,
+    budget: usize,
+    truncated: bool,
+    done: bool,
+    malformed: usize,
+}
+
+impl StreamFold {
+    /// A fold that keeps at most `budget` bytes of generated text and arguments.
+    pub fn new(budget: usize) -> Self {
+        StreamFold {
+            choices: Vec::new(),
+            id: None,
+            model: None,
+            system_fingerprint: None,
+            usage: Usage::default(),
+            error: None,
+            budget,
+            truncated: false,
+            done: false,
+            malformed: 0,
+        }
+    }
+
+    /// Applies one event's `data`. Malformed events are counted, never fatal.
+    pub fn push(&mut self, data: &[u8]) -> ChunkEffect {
+        let trimmed = data.trim_ascii();
+        if trimmed == b"[DONE]" {
+            self.done = true;
+            return ChunkEffect::Done;
+        }
+        if trimmed.is_empty() {
+            return ChunkEffect::Quiet;
+        }
+        let chunk: Chunk = match serde_json::from_slice(trimmed) {
+            Ok(c) => c,
+            Err(_) => {
+                self.malformed += 1;
+                return ChunkEffect::Quiet;
+            }
+        };
+        if let Some(err) = chunk.error {
+            self.error = Some(error_info(err));
+        }
+        set_once(&mut self.id, chunk.id);
+        set_once(&mut self.model, chunk.model);
+        set_once(&mut self.system_fingerprint, chunk.system_fingerprint);
+        if let Some(u) = chunk.usage {
+            self.usage = u.into();
+        }
+        let mut effect = ChunkEffect::Quiet;
+        for c in chunk.choices {
+            if self.apply_choice(c) {
+                effect = ChunkEffect::Output;
+            }
+        }
+        effect
+    }
+
+    fn apply_choice(&mut self, c: ChunkChoice) -> bool {
+        let at = match self.choices.iter().position(|a| a.index == c.index) {
+            Some(at) => at,
+            None => {
+                self.choices.push(ChoiceAcc {
+                    index: c.index,
+                    ..ChoiceAcc::default()
+                });
+                self.choices.len() - 1
+            }
+        };
+        let mut output = false;
+        let mut budget = self.budget;
+        let mut truncated = false;
+        let acc = &mut self.choices[at];
+        if c.finish_reason.is_some() {
+            acc.finish_reason = c.finish_reason;
+        }
+        if let Some(delta) = c.delta {
+            set_once(&mut acc.role, delta.role);
+            for text in [delta.content, delta.refusal].into_iter().flatten() {
+                output |= !text.is_empty();
+                truncated |= !append_capped(&mut acc.content, &text, &mut budget);
+            }
+            for call in delta.tool_calls {
+                output = true;
+                let slot = match acc.tool_calls.iter().position(|t| t.index == call.index) {
+                    Some(slot) => slot,
+                    None => {
+                        acc.tool_calls.push(ToolCallAcc {
+                            index: call.index,
+                            ..ToolCallAcc::default()
+                        });
+                        acc.tool_calls.len() - 1
+                    }
+                };
+                let tool = &mut acc.tool_calls[slot];
+                if let Some(id) = call.id {
+                    tool.id = id;
+                }
+                if let Some(f) = call.function {
+                    if let Some(name) = f.name {
+                        tool.name.push_str(&name);
+                    }
+                    if let Some(args) = f.arguments {
+                        truncated |= !append_capped(&mut tool.arguments, &args, &mut budget);
+                    }
+                }
+            }
+        }
+        self.budget = budget;
+        self.truncated |= truncated;
+        output
+    }
+
+    /// Whether the `[DONE]` sentinel arrived.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Writes the folded response into `record`.
+    pub fn finish(self, record: &mut TraceRecord) {
+        record.response_id = self.id;
+        record.response_model = self.model;
+        record.system_fingerprint = self.system_fingerprint;
+        record.usage = self.usage;
+        record.truncated |= self.truncated;
+        if self.malformed > 0 {
+            record.unparsed.push(format!(
+                "response: {} malformed stream events",
+                self.malformed
+            ));
+        }
+        if let Some(err) = self.error {
+            record.error = Some(err);
+        }
+        let mut choices = self.choices;
+        choices.sort_by_key(|c| c.index);
+        record.choices = choices
+            .into_iter()
+            .map(|c| {
+                let mut parts = Vec::new();
+                if !c.content.is_empty() {
+                    parts.push(Part::Text(c.content));
+                }
+                let mut calls = c.tool_calls;
+                calls.sort_by_key(|t| t.index);
+                parts.extend(calls.into_iter().map(|t| Part::ToolCall {
+                    id: t.id,
+                    name: t.name,
+                    arguments: t.arguments,
+                }));
+                Choice {
+                    index: c.index,
+                    message: Message {
+                        role: c.role.unwrap_or_else(|| "assistant".into()),
+                        parts,
+                        ..Message::default()
+                    },
+                    finish_reason: c.finish_reason,
+                }
+            })
+            .collect();
+    }
+}
+
+fn set_once(slot: &mut Option<String>, value: Option<String>) {
+    if slot.is_none() {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            *slot = Some(v);
+        }
+    }
+}
+
+/// Appends up to `budget` bytes of `text` (cut on a character boundary); false when cut.
+fn append_capped(out: &mut String, text: &str, budget: &mut usize) -> bool {
+    if text.len() <= *budget {
+        out.push_str(text);
+        *budget -= text.len();
+        return true;
+    }
+    let mut cut = *budget;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    out.push_str(&text[..cut]);
+    *budget = 0;
+    false
+}

@@ -1,0 +1,247 @@
+//! The provider-neutral trace record: what one LLM exchange through the gateway was.
+//!
+//! Protocol normalizers fill it; sink encoders read it. Times are Unix nanoseconds as the host
+//! clock gave them (milliseconds resolution on Kong). Counts that a provider did not report are
+//! `None`, never 0. No host calls.
+
+/// One part of a message's content.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    /// Plain text.
+    Text(String),
+    /// A tool (function) call requested by the model.
+    ToolCall {
+        /// Call id given by the provider.
+        id: String,
+        /// Function name.
+        name: String,
+        /// Arguments as the model produced them (usually JSON text).
+        arguments: String,
+    },
+    /// A reference to media by URL.
+    Uri {
+        /// `image`, `audio` or `video`.
+        modality: &'static str,
+        /// The URL (data URLs are replaced by a placeholder before they get here).
+        uri: String,
+    },
+    /// Any other part, kept as its JSON text.
+    Other {
+        /// The part's `type`.
+        kind: String,
+        /// The part's JSON.
+        json: String,
+    },
+}
+
+/// A chat message, input or output.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Message {
+    /// `system`, `developer`, `user`, `assistant`, `tool`, …
+    pub role: String,
+    /// Content parts in order.
+    pub parts: Vec<Part>,
+    /// Participant name, when given.
+    pub name: Option<String>,
+    /// For `tool` messages: the call this message answers.
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    /// All text parts joined, for backends that take plain content.
+    pub fn text(&self) -> Option<String> {
+        let mut texts = self.parts.iter().filter_map(|p| match p {
+            Part::Text(t) => Some(t.as_str()),
+            _ => None,
+        });
+        let first = texts.next()?;
+        Some(texts.fold(first.to_string(), |mut acc, t| {
+            acc.push_str(t);
+            acc
+        }))
+    }
+}
+
+/// One output choice.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Choice {
+    /// Choice index.
+    pub index: u32,
+    /// The generated message.
+    pub message: Message,
+    /// Provider finish reason (`stop`, `length`, `tool_calls`, …).
+    pub finish_reason: Option<String>,
+}
+
+/// Token usage as the provider reported it, in OpenAI semantics: `input` includes cached tokens,
+/// `output` includes reasoning tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Prompt tokens, cached included.
+    pub input: Option<u64>,
+    /// Completion tokens, reasoning included.
+    pub output: Option<u64>,
+    /// Total tokens.
+    pub total: Option<u64>,
+    /// Prompt tokens served from the provider's cache.
+    pub cached_input: Option<u64>,
+    /// Completion tokens spent on reasoning.
+    pub reasoning: Option<u64>,
+}
+
+impl Usage {
+    /// Whether the provider reported anything at all.
+    pub fn is_empty(&self) -> bool {
+        *self == Usage::default()
+    }
+
+    /// Total, computed from input and output when the provider left it out.
+    pub fn total(&self) -> Option<u64> {
+        self.total.or(match (self.input, self.output) {
+            (Some(i), Some(o)) => Some(i + o),
+            _ => None,
+        })
+    }
+}
+
+/// Request parameters that matter for a trace.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Params {
+    /// `temperature`.
+    pub temperature: Option<f64>,
+    /// `top_p`.
+    pub top_p: Option<f64>,
+    /// `max_tokens`.
+    pub max_tokens: Option<u64>,
+    /// `max_completion_tokens`.
+    pub max_completion_tokens: Option<u64>,
+    /// `frequency_penalty`.
+    pub frequency_penalty: Option<f64>,
+    /// `presence_penalty`.
+    pub presence_penalty: Option<f64>,
+    /// `seed`.
+    pub seed: Option<i64>,
+    /// `n` (choices requested).
+    pub n: Option<u64>,
+    /// `stream`.
+    pub stream: bool,
+    /// `stop` sequences.
+    pub stop: Vec<String>,
+}
+
+/// What went wrong, when something did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorInfo {
+    /// Short machine-friendly kind: the HTTP status as text, `incomplete`, a provider error type.
+    pub kind: String,
+    /// Human-readable message (the provider's error message when it gave one).
+    pub message: String,
+}
+
+/// One traced exchange.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TraceRecord {
+    /// W3C trace id.
+    pub trace_id: [u8; 16],
+    /// W3C span id of the LLM call.
+    pub span_id: [u8; 8],
+    /// Random bits for ids that need more entropy than the W3C ids (Opik UUIDv7 tails).
+    pub entropy: [u8; 16],
+    /// Request start, Unix ns.
+    pub start_ns: u64,
+    /// Response end (or when the exchange was given up), Unix ns.
+    pub end_ns: u64,
+    /// First content or tool-call token seen, Unix ns.
+    pub first_token_ns: Option<u64>,
+    /// GenAI operation (`chat`).
+    pub operation: &'static str,
+    /// Provider name as configured for the route (`openai`).
+    pub provider: String,
+    /// Request path (query included).
+    pub path: String,
+    /// Host the client addressed (`:authority`).
+    pub server_address: Option<String>,
+    /// Model asked for.
+    pub request_model: Option<String>,
+    /// Parameters asked for.
+    pub params: Params,
+    /// Input messages in order.
+    pub messages: Vec<Message>,
+    /// Tool definitions as sent (JSON text of the `tools` array).
+    pub tools_json: Option<String>,
+    /// Model that answered.
+    pub response_model: Option<String>,
+    /// Provider response id.
+    pub response_id: Option<String>,
+    /// Provider system fingerprint.
+    pub system_fingerprint: Option<String>,
+    /// Output choices.
+    pub choices: Vec<Choice>,
+    /// Token usage.
+    pub usage: Usage,
+    /// Upstream HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    /// Error, when the exchange failed or never completed.
+    pub error: Option<ErrorInfo>,
+    /// The exchange ended before the response did (client abort).
+    pub incomplete: bool,
+    /// Part of a body was not kept (over `max_body_bytes`).
+    pub truncated: bool,
+    /// A body could not be read or parsed; says which and why.
+    pub unparsed: Vec<String>,
+    /// The response was streamed (SSE).
+    pub streamed: bool,
+    /// End user, from the configured header.
+    pub user: Option<String>,
+    /// Session / conversation, from the configured header.
+    pub session: Option<String>,
+}
+
+impl TraceRecord {
+    /// Time to first token in milliseconds.
+    pub fn ttft_ms(&self) -> Option<f64> {
+        self.first_token_ns
+            .map(|t| t.saturating_sub(self.start_ns) as f64 / 1e6)
+    }
+
+    /// Finish reasons of all choices, in choice order.
+    pub fn finish_reasons(&self) -> Vec<&str> {
+        self.choices
+            .iter()
+            .filter_map(|c| c.finish_reason.as_deref())
+            .collect()
+    }
+
+    /// Rough size of the record in bytes, used to bound queues before encoding.
+    pub fn estimated_bytes(&self) -> usize {
+        fn message_bytes(m: &Message) -> usize {
+            m.parts
+                .iter()
+                .map(|p| match p {
+                    Part::Text(t) => t.len() + 16,
+                    Part::ToolCall {
+                        id,
+                        name,
+                        arguments,
+                    } => id.len() + name.len() + arguments.len() + 48,
+                    Part::Uri { uri, .. } => uri.len() + 32,
+                    Part::Other { kind, json } => kind.len() + json.len() + 16,
+                })
+                .sum::<usize>()
+                + m.role.len()
+                + 32
+        }
+        512 + self.path.len()
+            + self.messages.iter().map(message_bytes).sum::<usize>()
+            + self
+                .choices
+                .iter()
+                .map(|c| message_bytes(&c.message))
+                .sum::<usize>()
+            + self.tools_json.as_ref().map_or(0, String::len)
+            + self
+                .error
+                .as_ref()
+                .map_or(0, |e| e.message.len() + e.kind.len())
+    }
+}

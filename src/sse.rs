@@ -1,0 +1,236 @@
+//! Incremental decoder for `text/event-stream` bodies (WHATWG HTML, "Server-sent events",
+//! §9.2.6 "Interpreting an event stream").
+//!
+//! Owns only bytes: no host calls, no JSON. The gateway hands it network chunks as they pass
+//! through, split anywhere (inside a line, inside a `\r\n` pair, inside a multi-byte UTF-8
+//! character); it yields an [`Event`] every time a blank line completes one. Each byte is scanned
+//! once: only the new chunk is searched for line breaks, never the pending partial line.
+//!
+//! # Background
+//! A line longer than the configured maximum is not buffered further: the decoder switches to a
+//! discarding state until the next line break and counts the event as oversized, so a hostile
+//! upstream cannot grow memory without bound.
+
+/// One dispatched event: its `event:` type (empty when absent) and its `data:` lines joined
+/// with `\n`, as raw bytes (UTF-8 is checked by whoever parses the data).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Event {
+    /// The `event:` field, empty for the default "message" type.
+    pub event: String,
+    /// The `data:` lines of the event joined by `\n`.
+    pub data: Vec<u8>,
+}
+
+/// An incremental event-stream decoder: [`SseDecoder::push`] bytes, then [`SseDecoder::finish`].
+#[derive(Debug)]
+pub struct SseDecoder {
+    pending: Vec<u8>,
+    skip_lf: bool,
+    discarding: bool,
+    max_line: usize,
+    current: Event,
+    has_data: bool,
+    oversized: usize,
+}
+
+impl SseDecoder {
+    /// A decoder that refuses to buffer lines longer than `max_line` bytes.
+    pub fn new(max_line: usize) -> Self {
+        SseDecoder {
+            pending: Vec::new(),
+            skip_lf: false,
+            discarding: false,
+            max_line: max_line.max(1),
+            current: Event::default(),
+            has_data: false,
+            oversized: 0,
+        }
+    }
+
+    /// Number of lines dropped because they exceeded the line limit.
+    pub fn oversized_lines(&self) -> usize {
+        self.oversized
+    }
+
+    /// Feeds one network chunk; calls `on_event` for every event it completes.
+    pub fn push(&mut self, mut chunk: &[u8], on_event: &mut dyn FnMut(Event)) {
+        if self.skip_lf {
+            if let Some((&b'\n', rest)) = chunk.split_first() {
+                chunk = rest;
+            }
+            if !chunk.is_empty() {
+                self.skip_lf = false;
+            }
+        }
+        while !chunk.is_empty() {
+            match chunk.iter().position(|&b| b == b'\n' || b == b'\r') {
+                Some(at) => {
+                    let ending = chunk[at];
+                    self.append(&chunk[..at]);
+                    self.end_line(on_event);
+                    chunk = &chunk[at + 1..];
+                    if ending == b'\r' {
+                        match chunk.first() {
+                            Some(b'\n') => chunk = &chunk[1..],
+                            Some(_) => {}
+                            None => self.skip_lf = true,
+                        }
+                    }
+                }
+                None => {
+                    self.append(chunk);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Ends the stream. Per the spec an event not terminated by a blank line is discarded, but
+    /// providers regularly omit the final blank line, so a pending event with data is delivered.
+    pub fn finish(&mut self, on_event: &mut dyn FnMut(Event)) {
+        if !self.pending.is_empty() || self.discarding {
+            self.end_line(on_event);
+        }
+        self.dispatch(on_event);
+    }
+
+    fn append(&mut self, bytes: &[u8]) {
+        if self.discarding {
+            return;
+        }
+        if self.pending.len() + bytes.len() > self.max_line {
+            self.pending.clear();
+            self.discarding = true;
+            self.oversized += 1;
+            return;
+        }
+        self.pending.extend_from_slice(bytes);
+    }
+
+    fn end_line(&mut self, on_event: &mut dyn FnMut(Event)) {
+        if self.discarding {
+            self.discarding = false;
+            self.pending.clear();
+            return;
+        }
+        let line = std::mem::take(&mut self.pending);
+        if line.is_empty() {
+            self.dispatch(on_event);
+        } else {
+            self.field(&line);
+        }
+        // Reuse the allocation for the next line.
+        self.pending = line;
+        self.pending.clear();
+    }
+
+    fn field(&mut self, line: &[u8]) {
+        if line[0] == b':' {
+            return; // comment
+        }
+        let (name, value) = match line.iter().position(|&b| b == b':') {
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &[][..]),
+        };
+        match name {
+            b"data" => {
+                if self.has_data {
+                    self.current.data.push(b'\n');
+                }
+                self.current.data.extend_from_slice(value);
+                self.has_data = true;
+            }
+            b"event" => self.current.event = String::from_utf8_lossy(value).into_owned(),
+            _ => {} // id, retry and unknown fields carry nothing a trace needs
+        }
+    }
+
+    fn dispatch(&mut self, on_event: &mut dyn FnMut(Event)) {
+        if self.has_data {
+            on_event(std::mem::take(&mut self.current));
+        } else {
+            self.current.event.clear();
+        }
+        self.has_data = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_in(chunks: &[&[u8]], max_line: usize) -> (Vec<Event>, usize) {
+        let mut decoder = SseDecoder::new(max_line);
+        let mut events = Vec::new();
+        for chunk in chunks {
+            decoder.push(chunk, &mut |e| events.push(e));
+        }
+        decoder.finish(&mut |e| events.push(e));
+        (events, decoder.oversized_lines())
+    }
+
+    fn data(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| String::from_utf8(e.data.clone()).expect("utf-8 test data"))
+            .collect()
+    }
+
+    #[test]
+    fn fields_comments_and_line_endings() {
+        let cases: &[(&[u8], &[&str])] = &[
+            (b"data: a\n\ndata: b\n\n", &["a", "b"]),
+            (b"data: a\r\n\r\ndata:b\r\r", &["a", "b"]),
+            (b": keep-alive\n\ndata: x\n\n", &["x"]),
+            (b"data: one\ndata: two\n\n", &["one\ntwo"]),
+            (b"event: ping\n\n", &[]),
+            (b"data\n\n", &[""]),
+            (
+                b"data: tail-without-blank-line",
+                &["tail-without-blank-line"],
+            ),
+            (b"id: 7\nretry: 10\ndata: y\n\n", &["y"]),
+        ];
+        for (input, expected) in cases {
+            let (events, _) = decode_in(&[input], 1 << 20);
+            assert_eq!(
+                data(&events),
+                *expected,
+                "input {:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn event_type_is_kept_and_reset() {
+        let (events, _) = decode_in(&[b"event: error\ndata: {}\n\ndata: z\n\n"], 1024);
+        assert_eq!(events[0].event, "error");
+        assert_eq!(events[1].event, "");
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_events() {
+        let stream = "data: {\"c\":\"h\u{e9}llo \u{1f600}\"}\r\n\r\n: c\n\ndata: [DONE]\r\n\r\n";
+        let bytes = stream.as_bytes();
+        let (whole, _) = decode_in(&[bytes], 1024);
+        assert_eq!(whole.len(), 2);
+        for a in 0..bytes.len() {
+            for b in a..bytes.len() {
+                let (split, _) = decode_in(&[&bytes[..a], &bytes[a..b], &bytes[b..]], 1024);
+                assert_eq!(split, whole, "split at {a},{b}");
+            }
+        }
+    }
+
+    #[test]
+    fn overlong_lines_are_discarded_not_buffered() {
+        let long = format!("data: {}\n\ndata: ok\n\n", "x".repeat(100));
+        let (events, oversized) = decode_in(&[long.as_bytes()], 32);
+        assert_eq!(data(&events), vec!["ok"]);
+        assert_eq!(oversized, 1);
+    }
+}
