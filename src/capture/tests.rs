@@ -153,6 +153,10 @@ fn streamed_tool_calls_at_every_split_point() {
         .as_deref()
         .is_some_and(|t| t.contains("get_weather")));
     assert_eq!(whole.usage.total, Some(110));
+    for cut in 1..body.len() {
+        let split = run("stream_tools", 200, "text/event-stream", &body, &[cut]);
+        assert_eq!(split.choices, whole.choices, "split at {cut}");
+    }
     for a in (1..body.len()).step_by(7) {
         for b in (a..body.len()).step_by(131) {
             let split = run("stream_tools", 200, "text/event-stream", &body, &[a, b]);

@@ -213,6 +213,18 @@ fn overflow_drops_the_oldest() {
 }
 
 #[test]
+fn byte_bound_drops_the_oldest_but_keeps_the_newest() {
+    let mut e = Exporter::new(&config(r#","queue_max_bytes":2048"#));
+    let mut big = record(1);
+    big.tools_json = Some("x".repeat(1500));
+    e.push(big.clone());
+    e.push(big);
+    assert_eq!(stats(&e).dropped_overflow, 1);
+    let (_, _, waiting) = e.stats().next().expect("sink");
+    assert_eq!(waiting, 1);
+}
+
+#[test]
 fn batches_respect_the_record_limit_and_drain_back_to_back() {
     let mut e = Exporter::new(&config(r#","batch_max_records":2"#));
     let mut host = FakeHost::default();
