@@ -16,7 +16,8 @@ fn yaml(path: &str) -> Value {
 }
 
 fn schema() -> jsonschema::Validator {
-    let text = std::fs::read_to_string(root().join("kong/llm_tracer.meta.json")).expect("meta.json");
+    let text =
+        std::fs::read_to_string(root().join("kong/llm_tracer.meta.json")).expect("meta.json");
     let meta: Value = serde_json::from_str(&text).expect("meta.json is JSON");
     jsonschema::draft4::new(&meta["config_schema"]).expect("config_schema is draft 4")
 }
@@ -42,7 +43,11 @@ fn kong_configs(doc: &Value) -> Vec<Value> {
 #[test]
 fn kong_examples_parse_and_validate() {
     let schema = schema();
-    for file in ["kong/kong.yml", "kong/kong-3.9-plugin.yml", "kong/kong-3.4-string-config.yml"] {
+    for file in [
+        "kong/kong.yml",
+        "kong/kong-3.9-plugin.yml",
+        "kong/kong-3.4-string-config.yml",
+    ] {
         let configs = kong_configs(&yaml(file));
         assert!(!configs.is_empty(), "{file} has a filter config");
         for config in configs {
@@ -100,6 +105,9 @@ fn invalid_configs_are_rejected_by_schema_and_parser() {
     for text in corpus {
         let value: Value = serde_json::from_str(text).expect("corpus is JSON");
         assert!(!schema.is_valid(&value), "schema accepted {text}");
-        assert!(Config::parse(text.as_bytes()).is_err(), "parser accepted {text}");
+        assert!(
+            Config::parse(text.as_bytes()).is_err(),
+            "parser accepted {text}"
+        );
     }
 }
