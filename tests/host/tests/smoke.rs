@@ -2,24 +2,20 @@
 //! configures, passes a chat completion (plain and SSE) through unchanged, never pauses a
 //! response, never traps, and its exports reach a local collector over real HTTP.
 //!
-//! Skipped (with a message) when the module has not been built; build it with
-//! `cargo build --release --target wasm32-wasip1 -p llm-tracer`.
+//! Fails when the module has not been built: `make test` builds it first (or run
+//! `cargo build --release --target wasm32-wasip1 -p llm-tracer`).
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use llm_tracer_host::http::{self, Request};
 use llm_tracer_host::{
-    CalloutResult, Chunking, Exchange, Host, HostError, HostOptions, Personality, WasmModule,
+    CalloutResult, Chunking, Exchange, Host, HostOptions, Personality, WasmModule,
 };
 
 fn module() -> Option<WasmModule> {
     match WasmModule::default_build() {
         Ok(m) => Some(m),
-        Err(e @ HostError::ModuleNotBuilt { .. }) => {
-            eprintln!("skipping: {e}");
-            None
-        }
         Err(e) => panic!("llm_tracer.wasm does not load: {e}"),
     }
 }
