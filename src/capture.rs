@@ -38,7 +38,7 @@ enum Body {
     Whole(Vec<u8>),
     /// An event stream being decoded and folded as it passes.
     Stream(Box<(SseDecoder, StreamFold)>),
-    /// Not parsed, for the reason given.
+    /// Not parsed (compressed, or already finished); the reason is in `record.unparsed`.
     Skipped,
 }
 
