@@ -142,6 +142,40 @@ struct SinkQueue {
     stats: SinkStats,
 }
 
+impl SinkQueue {
+    /// After a transient failure of the batch in flight: schedule the next attempt with
+    /// backoff, or give the batch up when its attempts are spent.
+    fn failed_attempt(
+        &mut self,
+        retry: &RetryConfig,
+        now_ms: u64,
+        status: Option<u16>,
+        after_ms: Option<u64>,
+    ) -> Option<ExportEvent> {
+        let sink = self.sink.name();
+        let flight = self.inflight.as_mut()?;
+        if flight.attempts >= retry.max_attempts {
+            let (records, attempts) = (flight.records, flight.attempts);
+            self.stats.dropped_exhausted += records as u64;
+            self.inflight = None;
+            return Some(ExportEvent::Exhausted {
+                sink,
+                records,
+                attempts,
+            });
+        }
+        let delay_ms =
+            backoff_ms(retry, flight.attempts).max(after_ms.unwrap_or(0).min(retry.max_backoff_ms));
+        flight.not_before_ms = now_ms.saturating_add(delay_ms);
+        self.stats.retries += 1;
+        Some(ExportEvent::Retrying {
+            sink,
+            status,
+            delay_ms,
+        })
+    }
+}
+
 /// Bounded queues and delivery state for every configured sink.
 pub struct Exporter {
     sinks: Vec<SinkQueue>,
@@ -260,26 +294,8 @@ impl Exporter {
                 });
             }
             Verdict::Retry { after_ms } => {
-                if flight.attempts >= retry.max_attempts {
-                    let (records, attempts) = (flight.records, flight.attempts);
-                    s.stats.dropped_exhausted += records as u64;
-                    s.inflight = None;
-                    self.events.push(ExportEvent::Exhausted {
-                        sink: name,
-                        records,
-                        attempts,
-                    });
-                } else {
-                    let delay_ms = backoff_ms(&retry, flight.attempts)
-                        .max(after_ms.unwrap_or(0).min(retry.max_backoff_ms));
-                    flight.not_before_ms = now_ms.saturating_add(delay_ms);
-                    s.stats.retries += 1;
-                    self.events.push(ExportEvent::Retrying {
-                        sink: name,
-                        status,
-                        delay_ms,
-                    });
-                }
+                let event = s.failed_attempt(&retry, now_ms, status, after_ms);
+                self.events.extend(event);
             }
         }
         // Keep a backlog moving without waiting for the next tick.
@@ -318,14 +334,8 @@ impl Exporter {
                     sink: s.sink.name(),
                     status: e.status,
                 });
-                if flight.attempts >= retry.max_attempts {
-                    s.stats.dropped_exhausted += flight.records as u64;
-                    s.inflight = None;
-                } else {
-                    s.stats.retries += 1;
-                    flight.not_before_ms =
-                        now_ms.saturating_add(backoff_ms(&retry, flight.attempts));
-                }
+                let event = s.failed_attempt(&retry, now_ms, None, None);
+                self.events.extend(event);
             }
         }
     }
