@@ -10,7 +10,7 @@ use llm_tracer_host::{
 };
 use proptest::prelude::*;
 use serde_json::Value;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -310,19 +310,11 @@ fn client_abort_mid_stream_gives_an_incomplete_record() {
     }
 }
 
-/// An address nothing listens on.
-fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    drop(listener);
-    addr
-}
-
 #[test]
 fn refused_connections_are_retried_then_dropped_and_counted() {
     for p in BOTH {
         let collector = validating_collector();
-        let mut rig = rig_with(p, collector, closed_port(), "");
+        let mut rig = rig_with(p, collector, llm_tracer_host::http::closed_port(), "");
         let ex = chat("basic", 200, false, Chunking::Whole);
         let out = rig.host.exchange(&ex);
         assert_transparent(&out, &ex);

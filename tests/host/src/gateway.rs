@@ -676,7 +676,7 @@ impl Client {
         if self.head_sent {
             return;
         }
-        let mut out = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+        let mut out = format!("HTTP/1.1 {status} {}\r\n", crate::http::reason(status));
         for (k, v) in headers {
             out.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -714,7 +714,7 @@ impl Client {
             self.abort();
             return;
         }
-        let mut out = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+        let mut out = format!("HTTP/1.1 {status} {}\r\n", crate::http::reason(status));
         for (k, v) in headers {
             if NOT_FORWARDED.iter().any(|h| k.eq_ignore_ascii_case(h)) {
                 continue;
@@ -747,26 +747,6 @@ impl Client {
     fn close(&mut self) {
         self.done = true;
         let _ = self.stream.shutdown(Shutdown::Write);
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        413 => "Payload Too Large",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Status",
     }
 }
 

@@ -125,7 +125,7 @@ impl From<io::Error> for HttpError {
 }
 
 /// Where the reason phrase for a status comes from; only informative on the wire.
-fn reason(status: u16) -> &'static str {
+pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
@@ -400,6 +400,17 @@ impl fmt::Debug for ServerHandle {
             .field("addr", &self.addr)
             .finish()
     }
+}
+
+/// A loopback address nothing listens on (bound, then released): connecting to it is refused.
+///
+/// # Panics
+/// When no loopback port can be bound, which only a broken test machine does.
+pub fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener.local_addr().expect("bound address");
+    drop(listener);
+    addr
 }
 
 /// Serves HTTP/1.1 on `listener`, one thread per connection, one request per connection.

@@ -3,7 +3,7 @@
 //!
 //! Needs the built filter (`cargo build --release --target wasm32-wasip1 -p llm-tracer`).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -258,20 +258,16 @@ fn untraced_get_passes_through() {
     assert!(collector.received().is_empty());
 }
 
-/// An address nothing listens on.
-fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    drop(listener);
-    addr
-}
-
 #[test]
 fn unreachable_upstream_gives_502_and_an_error_trace() {
     for p in BOTH {
         let collector = collector();
-        let gateway = Gateway::start(module(), options(p, collector.addr()), closed_port())
-            .expect("gateway starts");
+        let gateway = Gateway::start(
+            module(),
+            options(p, collector.addr()),
+            llm_tracer_host::http::closed_port(),
+        )
+        .expect("gateway starts");
         let got = fetch(gateway.addr(), &chat_request(false, None));
         assert_eq!(got.status, 502, "{p}");
         assert!(gateway.settle(TIMEOUT).expect("settle"));
