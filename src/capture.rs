@@ -4,7 +4,7 @@
 //! The glue feeds bytes and timestamps in; nothing here calls the host or decides what the host
 //! does with traffic: every byte is forwarded whatever happens here.
 
-use crate::protocols::openai_chat::{self, ChunkEffect, StreamFold};
+use crate::protocols::{ChunkEffect, Protocol, StreamFold};
 use crate::record::{ErrorInfo, TraceRecord};
 use crate::sse::SseDecoder;
 
@@ -36,14 +36,15 @@ enum Body {
     Pending,
     /// A JSON (or other non-stream) body, kept up to the cap.
     Whole(Vec<u8>),
-    /// An event stream being decoded and folded as it passes.
-    Stream(Box<(SseDecoder, StreamFold)>),
+    /// An event stream (SSE or NDJSON) being decoded and folded as it passes.
+    Stream(SseDecoder, Box<dyn StreamFold>),
     /// Not parsed (compressed, or already finished); the reason is in `record.unparsed`.
     Skipped,
 }
 
 /// One exchange in progress.
 pub struct Capture {
+    protocol: Protocol,
     record: TraceRecord,
     max_body: usize,
     request: Vec<u8>,
@@ -53,15 +54,16 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Starts capturing an exchange; `max_body` bounds each body kept.
-    pub fn new(start: RequestStart, max_body: usize) -> Self {
+    /// Starts capturing an exchange of `protocol`; `max_body` bounds each body kept.
+    pub fn new(start: RequestStart, protocol: Protocol, max_body: usize) -> Self {
         let record = TraceRecord {
             trace_id: start.trace_id,
             span_id: start.span_id,
             entropy: start.entropy,
             start_ns: start.now_ns,
             end_ns: start.now_ns,
-            operation: "chat",
+            operation: protocol.operation(),
+            api: protocol.api(),
             provider: start.provider,
             path: start.path,
             server_address: start.authority,
@@ -70,6 +72,7 @@ impl Capture {
             ..TraceRecord::default()
         };
         Capture {
+            protocol,
             record,
             max_body,
             request: Vec::new(),
@@ -109,7 +112,7 @@ impl Capture {
             self.record
                 .unparsed
                 .push("request: body over max_body_bytes, not parsed".into());
-        } else if let Err(e) = openai_chat::parse_request(&self.request, &mut self.record) {
+        } else if let Err(e) = self.protocol.parse_request(&self.request, &mut self.record) {
             self.record.unparsed.push(format!("request: {e}"));
         }
         self.request = Vec::new();
@@ -126,22 +129,32 @@ impl Capture {
         let encoded = content_encoding
             .map(str::trim)
             .is_some_and(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
-        let is_stream = content_type.is_some_and(|ct| {
-            ct.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("text/event-stream")
-        });
+        let content_type = content_type.unwrap_or("").trim_start().to_ascii_lowercase();
+        let framing = if content_type.starts_with("text/event-stream") {
+            Some(SseDecoder::new(self.max_body))
+        } else if content_type.starts_with("application/x-ndjson")
+            || content_type.starts_with("application/jsonl")
+        {
+            Some(SseDecoder::ndjson(self.max_body))
+        } else {
+            None
+        };
         self.response = if encoded {
             self.record
                 .unparsed
                 .push("response: content-encoding is not identity, body not parsed".into());
             Body::Skipped
-        } else if is_stream {
+        } else if let Some(decoder) = framing {
             self.record.streamed = true;
-            Body::Stream(Box::new((
-                SseDecoder::new(self.max_body),
-                StreamFold::new(self.max_body),
-            )))
+            match self.protocol.stream(self.max_body) {
+                Some(fold) => Body::Stream(decoder, fold),
+                None => {
+                    self.record
+                        .unparsed
+                        .push("response: this API does not stream; stream not parsed".into());
+                    Body::Skipped
+                }
+            }
         } else {
             Body::Whole(Vec::new())
         };
@@ -155,11 +168,10 @@ impl Capture {
                     self.record.truncated = true;
                 }
             }
-            Body::Stream(state) => {
-                let (decoder, fold) = &mut **state;
+            Body::Stream(decoder, fold) => {
                 let first = &mut self.record.first_token_ns;
                 decoder.push(chunk, &mut |event| {
-                    if fold.push(&event.data) == ChunkEffect::Output && first.is_none() {
+                    if fold.push(&event) == ChunkEffect::Output && first.is_none() {
                         *first = Some(now_ns);
                     }
                 });
@@ -188,11 +200,10 @@ impl Capture {
         let ok = self.record.status.is_some_and(|s| (200..300).contains(&s));
         match std::mem::replace(&mut self.response, Body::Skipped) {
             Body::Whole(body) => self.finish_whole(&body, ok),
-            Body::Stream(state) => {
-                let (mut decoder, mut fold) = *state;
+            Body::Stream(mut decoder, mut fold) => {
                 if self.response_done {
                     decoder.finish(&mut |event| {
-                        fold.push(&event.data);
+                        fold.push(&event);
                     });
                 }
                 if decoder.oversized_lines() > 0 {
@@ -227,7 +238,7 @@ impl Capture {
             return;
         }
         if !ok {
-            if let Some(mut err) = openai_chat::parse_error(body) {
+            if let Some(mut err) = self.protocol.parse_error(body) {
                 if let Some(status) = self.record.status {
                     if err.kind == "error" {
                         err.kind = status.to_string();
@@ -241,7 +252,7 @@ impl Capture {
             self.record
                 .unparsed
                 .push("response: body incomplete or over max_body_bytes, not parsed".into());
-        } else if let Err(e) = openai_chat::parse_response(body, &mut self.record) {
+        } else if let Err(e) = self.protocol.parse_response(body, &mut self.record) {
             self.record.unparsed.push(format!("response: {e}"));
         }
     }

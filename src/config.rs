@@ -4,6 +4,7 @@
 //! Parsing is strict: an unknown key or a value of the wrong type is an error that names the
 //! key path (`opik.timeout_ms`), so an operator sees exactly what to fix. No host calls.
 
+use crate::protocols::Protocol;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -47,29 +48,62 @@ pub struct LangfuseConfig {
     pub secret_key: String,
 }
 
-/// Which requests are traced.
+/// Which requests are traced, and as what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// The request path (query excluded) must start with this.
     pub path_prefix: Option<String>,
     /// The request path (query excluded) must end with this.
     pub path_suffix: Option<String>,
-    /// Provider name reported for matching traffic.
-    pub provider: String,
+    /// The request host (`:authority` without port) must equal this, or end with it when it
+    /// starts with a dot (`.openai.azure.com`).
+    pub host: Option<String>,
+    /// The API spoken on the route; detected from the path when absent.
+    pub protocol: Option<Protocol>,
+    /// Provider name reported for matching traffic; detected from host and path when absent.
+    pub provider: Option<String>,
 }
 
 impl Route {
-    /// Whether a request path (with or without a query string) matches this route.
-    pub fn matches(&self, path: &str) -> bool {
+    /// Whether a request (path with or without a query string, `:authority`) matches.
+    pub fn matches(&self, path: &str, authority: &str) -> bool {
         let path = path.split(['?', '#']).next().unwrap_or(path);
-        self.path_prefix
-            .as_deref()
-            .is_none_or(|p| path.starts_with(p))
+        let host = host_of(authority);
+        let host_ok = match self.host.as_deref() {
+            None => true,
+            Some(h) => match h.strip_prefix('.') {
+                Some(domain) => host.ends_with(h) || host == domain,
+                None => host == h,
+            },
+        };
+        host_ok
+            && self
+                .path_prefix
+                .as_deref()
+                .is_none_or(|p| path.starts_with(p))
             && self
                 .path_suffix
                 .as_deref()
                 .is_none_or(|s| path.ends_with(s))
     }
+}
+
+/// The host part of an `:authority` (`host`, `host:port`, `[v6]:port`), lowercased.
+pub fn host_of(authority: &str) -> String {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority.split(':').next().unwrap_or(authority),
+    };
+    host.to_ascii_lowercase()
+}
+
+/// What a traced request is: its protocol and, when a route names one, its provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Traced<'a> {
+    /// The API spoken.
+    pub protocol: Protocol,
+    /// Provider given by the route, if any.
+    pub provider: Option<&'a str>,
 }
 
 /// Export retry policy.
@@ -86,7 +120,7 @@ pub struct RetryConfig {
 /// The whole, validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Traced routes, first match wins.
+    /// Traced routes, first match wins; empty means every path whose API is recognised.
     pub routes: Vec<Route>,
     /// Bytes of each body kept for the trace.
     pub max_body_bytes: usize,
@@ -252,19 +286,26 @@ impl Config {
         self.opik.is_some() || self.langfuse.is_some()
     }
 
-    /// The route a request path belongs to, if it is traced.
-    pub fn route_for(&self, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| r.matches(path))
+    /// Whether and how a request is traced: the first matching route decides (its protocol,
+    /// or the one its path reveals); without routes, every recognised API path is traced.
+    pub fn traced(&self, path: &str, authority: &str) -> Option<Traced<'_>> {
+        if self.routes.is_empty() {
+            return Protocol::detect(path).map(|protocol| Traced {
+                protocol,
+                provider: None,
+            });
+        }
+        let route = self.routes.iter().find(|r| r.matches(path, authority))?;
+        Some(Traced {
+            protocol: route.protocol.or_else(|| Protocol::detect(path))?,
+            provider: route.provider.as_deref(),
+        })
     }
 }
 
 fn parse_routes(value: Option<&Value>) -> Result<Vec<Route>, ConfigError> {
     let Some(value) = value else {
-        return Ok(vec![Route {
-            path_prefix: None,
-            path_suffix: Some("/chat/completions".into()),
-            provider: "openai".into(),
-        }]);
+        return Ok(Vec::new());
     };
     let items = value.as_array().ok_or(ConfigError::WrongType {
         path: "routes".into(),
@@ -274,16 +315,25 @@ fn parse_routes(value: Option<&Value>) -> Result<Vec<Route>, ConfigError> {
     for (i, item) in items.iter().enumerate() {
         let path = format!("routes[{i}]");
         let r = Obj::new(item, &path)?;
-        r.only(&["path_prefix", "path_suffix", "provider"])?;
+        r.only(&["path_prefix", "path_suffix", "host", "protocol", "provider"])?;
+        let protocol = match r.string("protocol")? {
+            None => None,
+            Some(name) => Some(Protocol::from_name(&name).ok_or(ConfigError::Invalid {
+                path: r.path("protocol"),
+                reason: "unknown protocol (see the README for the list)",
+            })?),
+        };
         let route = Route {
             path_prefix: r.string("path_prefix")?,
             path_suffix: r.string("path_suffix")?,
-            provider: r.string("provider")?.unwrap_or_else(|| "openai".into()),
+            host: r.string("host")?.map(|h| h.to_ascii_lowercase()),
+            protocol,
+            provider: r.non_blank("provider")?,
         };
-        if route.path_prefix.is_none() && route.path_suffix.is_none() {
+        if route.path_prefix.is_none() && route.path_suffix.is_none() && route.host.is_none() {
             return Err(ConfigError::Invalid {
                 path,
-                reason: "a route needs path_prefix or path_suffix",
+                reason: "a route needs path_prefix, path_suffix or host",
             });
         }
         routes.push(route);
@@ -512,18 +562,31 @@ mod tests {
         assert_eq!(c.flush_interval_ms, 1000);
         assert!(c.force_identity_encoding);
         assert!(!c.has_sink());
-        assert!(c.route_for("/v1/chat/completions").is_some());
-        assert!(c
-            .route_for("/openai/deployments/gpt4/chat/completions?api-version=2024-10-21")
-            .is_some());
-        assert!(c.route_for("/v1/embeddings").is_none());
+        let chat = Some(Traced {
+            protocol: Protocol::OpenAiChat,
+            provider: None,
+        });
+        assert_eq!(c.traced("/v1/chat/completions", "api.openai.com"), chat);
+        assert_eq!(
+            c.traced(
+                "/openai/deployments/gpt4/chat/completions?api-version=2024-10-21",
+                "x"
+            ),
+            chat
+        );
+        assert_eq!(
+            c.traced("/v1/embeddings", "x").map(|t| t.protocol),
+            Some(Protocol::OpenAiEmbeddings)
+        );
+        assert_eq!(c.traced("/v1/models", "api.openai.com"), None);
     }
 
     #[test]
     fn full_config_and_string_form() {
         let json = r#"{"opik":{"endpoint":"https://www.comet.com/opik/api","api_key":"k","workspace":"w","project_name":"p"},
             "langfuse":{"endpoint":"http://127.0.0.1:3000/","upstream":"langfuse","public_key":"pk","secret_key":"sk"},
-            "routes":[{"path_prefix":"/llm/","provider":"openai"}],"retry":{"max_attempts":3}}"#;
+            "routes":[{"path_prefix":"/llm/","provider":"groq"},{"host":".openai.azure.com"},
+                      {"path_prefix":"/custom","protocol":"anthropic_messages"}],"retry":{"max_attempts":3}}"#;
         let c = Config::parse(json.as_bytes()).expect("valid");
         let opik = c.opik.as_ref().expect("opik");
         assert_eq!(opik.endpoint.authority, "www.comet.com");
@@ -533,8 +596,20 @@ mod tests {
         assert_eq!(lf.endpoint.base_path, "");
         assert_eq!(lf.endpoint.upstream, "langfuse");
         assert_eq!(c.retry.max_attempts, 3);
-        assert!(c.route_for("/llm/x").is_some());
-        assert!(c.route_for("/v1/chat/completions").is_none());
+        let groq = c.traced("/llm/v1/chat/completions", "gw").expect("traced");
+        assert_eq!(
+            (groq.protocol, groq.provider),
+            (Protocol::OpenAiChat, Some("groq"))
+        );
+        assert_eq!(c.traced("/llm/x", "gw"), None, "route matches, API unknown");
+        assert_eq!(c.traced("/v1/chat/completions", "api.openai.com"), None);
+        let azure = c.traced(
+            "/openai/deployments/d/embeddings",
+            "me.openai.azure.com:443",
+        );
+        assert_eq!(azure.map(|t| t.protocol), Some(Protocol::OpenAiEmbeddings));
+        let custom = c.traced("/custom/anything", "gw").map(|t| t.protocol);
+        assert_eq!(custom, Some(Protocol::AnthropicMessages));
         let quoted = serde_json::to_string(json).expect("encode");
         assert_eq!(Config::parse(quoted.as_bytes()).expect("string form"), c);
     }
@@ -561,6 +636,10 @@ mod tests {
                 "`langfuse.secret_key` is required",
             ),
             (r#"{"routes":[{}]}"#, "`routes[0]` is invalid"),
+            (
+                r#"{"routes":[{"host":"x","protocol":"soap"}]}"#,
+                "`routes[0].protocol` is invalid",
+            ),
             (
                 r#"{"routes":[{"path_suffix":"/x","extra":1}]}"#,
                 "unknown configuration key `routes[0].extra`",

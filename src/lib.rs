@@ -12,6 +12,7 @@ pub mod export;
 pub mod ids;
 pub mod metrics;
 pub mod protocols;
+pub mod providers;
 pub mod record;
 pub mod sinks;
 pub mod sse;

@@ -18,6 +18,8 @@ pub enum Part {
         /// Arguments as the model produced them (usually JSON text).
         arguments: String,
     },
+    /// Reasoning ("thinking") text the model produced or was given back.
+    Reasoning(String),
     /// A reference to media by URL.
     Uri {
         /// `image`, `audio` or `video`.
@@ -83,8 +85,10 @@ pub struct Usage {
     pub output: Option<u64>,
     /// Total tokens.
     pub total: Option<u64>,
-    /// Prompt tokens served from the provider's cache.
+    /// Prompt tokens served from the provider's cache (included in `input`).
     pub cached_input: Option<u64>,
+    /// Prompt tokens written to the provider's cache (included in `input`; Anthropic).
+    pub cache_creation: Option<u64>,
     /// Completion tokens spent on reasoning.
     pub reasoning: Option<u64>,
 }
@@ -153,8 +157,10 @@ pub struct TraceRecord {
     pub end_ns: u64,
     /// First content or tool-call token seen, Unix ns.
     pub first_token_ns: Option<u64>,
-    /// GenAI operation (`chat`).
+    /// GenAI operation (`chat`, `text_completion`, `embeddings`, `generate_content`).
     pub operation: &'static str,
+    /// Name of the API called, used as the trace name (`chat.completions`, `messages`, …).
+    pub api: &'static str,
     /// Provider name as configured for the route (`openai`).
     pub provider: String,
     /// Request path (query included).
@@ -177,6 +183,8 @@ pub struct TraceRecord {
     pub system_fingerprint: Option<String>,
     /// Output choices.
     pub choices: Vec<Choice>,
+    /// Embeddings: how many inputs were embedded (the vectors are never kept).
+    pub embedding_count: Option<u64>,
     /// Token usage.
     pub usage: Usage,
     /// Upstream HTTP status, when a response arrived.
@@ -218,7 +226,7 @@ impl TraceRecord {
             m.parts
                 .iter()
                 .map(|p| match p {
-                    Part::Text(t) => t.len() + 16,
+                    Part::Text(t) | Part::Reasoning(t) => t.len() + 16,
                     Part::ToolCall {
                         id,
                         name,

@@ -6,6 +6,10 @@
 //! character); it yields an [`Event`] every time a blank line completes one. Each byte is scanned
 //! once: only the new chunk is searched for line breaks, never the pending partial line.
 //!
+//! The same line machinery also frames NDJSON (`application/x-ndjson`, one JSON value per
+//! line, as Ollama streams): [`SseDecoder::ndjson`] yields every non-empty line as an event's
+//! `data`.
+//!
 //! # Background
 //! A line longer than the configured maximum is not buffered further: the decoder switches to a
 //! discarding state until the next line break and counts the event as oversized, so a hostile
@@ -31,6 +35,7 @@ pub struct SseDecoder {
     current: Event,
     has_data: bool,
     oversized: usize,
+    ndjson: bool,
 }
 
 impl SseDecoder {
@@ -44,6 +49,15 @@ impl SseDecoder {
             current: Event::default(),
             has_data: false,
             oversized: 0,
+            ndjson: false,
+        }
+    }
+
+    /// A decoder for newline-delimited JSON: each non-empty line is one event.
+    pub fn ndjson(max_line: usize) -> Self {
+        SseDecoder {
+            ndjson: true,
+            ..SseDecoder::new(max_line)
         }
     }
 
@@ -114,6 +128,15 @@ impl SseDecoder {
             return;
         }
         let line = std::mem::take(&mut self.pending);
+        if self.ndjson {
+            if !line.trim_ascii().is_empty() {
+                on_event(Event {
+                    event: String::new(),
+                    data: line,
+                });
+            }
+            return;
+        }
         if line.is_empty() {
             self.dispatch(on_event);
         } else {
@@ -224,6 +247,17 @@ mod tests {
                 assert_eq!(split, whole, "split at {a},{b}");
             }
         }
+    }
+
+    #[test]
+    fn ndjson_lines_are_events() {
+        let mut decoder = SseDecoder::ndjson(1024);
+        let mut events = Vec::new();
+        for chunk in [&b"{\"a\":1}\n\n{\"b\""[..], b":2}\r\n", b"{\"c\":3}"] {
+            decoder.push(chunk, &mut |e| events.push(e));
+        }
+        decoder.finish(&mut |e| events.push(e));
+        assert_eq!(data(&events), vec!["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use llm_tracer::capture::{Capture, RequestStart};
 use llm_tracer::config::Config;
+use llm_tracer::protocols::Protocol;
 use llm_tracer::record::TraceRecord;
 use llm_tracer::sinks::langfuse::LangfuseSink;
 use llm_tracer::sinks::opik::OpikSink;
@@ -88,7 +89,7 @@ fn record(case: &Case, n: u8) -> TraceRecord {
         span_id: [n.wrapping_add(1); 8],
         entropy: [n; 16],
     };
-    let mut c = Capture::new(start, 1 << 20);
+    let mut c = Capture::new(start, Protocol::OpenAiChat, 1 << 20);
     c.request_chunk(Some(&fixture(case.name, "request.json")), true);
     let (file, ct) = if case.stream {
         ("response.sse", "text/event-stream")

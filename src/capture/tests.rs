@@ -1,4 +1,5 @@
 use super::*;
+use crate::protocols::Protocol;
 use crate::record::Part;
 
 const MS: u64 = 1_000_000;
@@ -24,7 +25,7 @@ fn start() -> RequestStart {
 /// Runs one exchange with the response cut at the given offsets; each chunk arrives 10 ms
 /// after the previous one.
 fn run(case: &str, status: u16, content_type: &str, body: &[u8], cuts: &[usize]) -> TraceRecord {
-    let mut c = Capture::new(start(), 1 << 20);
+    let mut c = Capture::new(start(), Protocol::OpenAiChat, 1 << 20);
     c.request_chunk(Some(&fixture(case, "request.json")), true);
     c.response_headers(Some(status), Some(content_type), None);
     let mut at = 0;
@@ -208,7 +209,7 @@ fn tool_result_conversation() {
 #[test]
 fn abort_mid_stream_keeps_what_was_seen() {
     let body = fixture("stream_text", "response.sse");
-    let mut c = Capture::new(start(), 1 << 20);
+    let mut c = Capture::new(start(), Protocol::OpenAiChat, 1 << 20);
     c.request_chunk(Some(&fixture("stream_text", "request.json")), true);
     c.response_headers(Some(200), Some("text/event-stream"), None);
     let cut = body.len() / 2;
@@ -228,7 +229,7 @@ fn abort_mid_stream_keeps_what_was_seen() {
 #[test]
 fn bodies_over_the_cap_are_marked_truncated() {
     let body = fixture("basic", "response.json");
-    let mut c = Capture::new(start(), 100);
+    let mut c = Capture::new(start(), Protocol::OpenAiChat, 100);
     c.request_chunk(Some(&fixture("basic", "request.json")), true);
     c.response_headers(Some(200), Some("application/json"), None);
     c.response_chunk(&body, 1_100 * MS);
@@ -241,7 +242,7 @@ fn bodies_over_the_cap_are_marked_truncated() {
 
 #[test]
 fn compressed_and_unreadable_bodies_are_noted() {
-    let mut c = Capture::new(start(), 1 << 20);
+    let mut c = Capture::new(start(), Protocol::OpenAiChat, 1 << 20);
     c.request_chunk(None, true);
     c.response_headers(Some(200), Some("application/json"), Some("gzip"));
     c.response_chunk(&[0x1f, 0x8b, 0x08, 0x00], 1_100 * MS);
@@ -274,7 +275,7 @@ fn garbage_never_panics() {
     ];
     for input in inputs {
         for ct in ["application/json", "text/event-stream"] {
-            let mut c = Capture::new(start(), 1 << 20);
+            let mut c = Capture::new(start(), Protocol::OpenAiChat, 1 << 20);
             c.request_chunk(Some(input), true);
             c.response_headers(Some(200), Some(ct), None);
             c.response_chunk(input, 1);

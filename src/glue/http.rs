@@ -7,6 +7,7 @@
 use super::host;
 use super::root::Active;
 use crate::capture::{Capture, RequestStart};
+use crate::providers;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -31,12 +32,18 @@ impl FilterHttp {
         let Some(path) = host::header(MapType::HttpRequestHeaders, ":path") else {
             return;
         };
-        let Some(route) = active.config.route_for(&path) else {
+        let authority = host::header(MapType::HttpRequestHeaders, ":authority");
+        let authority_str = authority.as_deref().unwrap_or("");
+        let Some(traced) = active.config.traced(&path, authority_str) else {
             return;
         };
+        let provider = match traced.provider {
+            Some(p) => p.to_string(),
+            None => providers::detect(authority_str, &path, traced.protocol).to_string(),
+        };
         let mut start = RequestStart {
-            provider: route.provider.clone(),
-            authority: host::header(MapType::HttpRequestHeaders, ":authority"),
+            provider,
+            authority,
             user: non_empty(host::header(
                 MapType::HttpRequestHeaders,
                 &active.config.user_header,
@@ -63,7 +70,11 @@ impl FilterHttp {
                 Some("identity"),
             );
         }
-        self.capture = Some(Capture::new(start, active.config.max_body_bytes));
+        self.capture = Some(Capture::new(
+            start,
+            traced.protocol,
+            active.config.max_body_bytes,
+        ));
     }
 
     /// Hands the record to the export queue, once.

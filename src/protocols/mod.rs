@@ -1,9 +1,235 @@
 //! LLM API protocols the filter understands. Each protocol module turns request and response
-//! bytes into the provider-neutral [`crate::record::TraceRecord`]; none calls the host.
+//! bytes into the provider-neutral [`TraceRecord`]; none calls the host.
+//!
+//! A protocol module provides `parse_request`, `parse_response` (a whole, non-streamed body),
+//! `parse_error` (a provider error body) and a [`StreamFold`] that folds the events of a streamed
+//! response (SSE `data:` payloads, or NDJSON lines) into the final output.
 
+pub mod anthropic_messages;
+pub mod gemini;
+pub mod ollama;
 pub mod openai_chat;
+pub mod openai_completions;
+pub mod openai_embeddings;
+pub mod openai_responses;
+pub mod vllm_generate;
 
+use crate::record::{ErrorInfo, TraceRecord};
+use crate::sse::Event;
 use std::fmt;
+
+/// An API shape the filter can trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// OpenAI Chat Completions (`…/chat/completions`), and every OpenAI-compatible server.
+    OpenAiChat,
+    /// OpenAI legacy Completions (`…/completions`).
+    OpenAiCompletions,
+    /// OpenAI Embeddings (`…/embeddings`).
+    OpenAiEmbeddings,
+    /// OpenAI Responses (`…/responses`).
+    OpenAiResponses,
+    /// Anthropic Messages (`…/v1/messages`).
+    AnthropicMessages,
+    /// Google Gemini / Vertex AI `…:generateContent` and `…:streamGenerateContent`.
+    Gemini,
+    /// Ollama `/api/chat`.
+    OllamaChat,
+    /// Ollama `/api/generate`.
+    OllamaGenerate,
+    /// vLLM's native `/generate`.
+    VllmGenerate,
+}
+
+/// Every protocol, in detection order.
+pub const ALL: [Protocol; 9] = [
+    Protocol::OpenAiChat,
+    Protocol::OpenAiCompletions,
+    Protocol::OpenAiEmbeddings,
+    Protocol::OpenAiResponses,
+    Protocol::AnthropicMessages,
+    Protocol::Gemini,
+    Protocol::OllamaChat,
+    Protocol::OllamaGenerate,
+    Protocol::VllmGenerate,
+];
+
+impl Protocol {
+    /// The protocol a request path belongs to, judged by the path alone (query ignored).
+    pub fn detect(path: &str) -> Option<Protocol> {
+        let path = path
+            .split(['?', '#'])
+            .next()
+            .unwrap_or(path)
+            .trim_end_matches('/');
+        let last = path.rsplit('/').next().unwrap_or("");
+        if last.ends_with(":generateContent") || last.ends_with(":streamGenerateContent") {
+            return Some(Protocol::Gemini);
+        }
+        let suffixes: [(&str, Protocol); 9] = [
+            ("/chat/completions", Protocol::OpenAiChat),
+            ("/api/chat", Protocol::OllamaChat),
+            ("/api/generate", Protocol::OllamaGenerate),
+            ("/completions", Protocol::OpenAiCompletions),
+            ("/embeddings", Protocol::OpenAiEmbeddings),
+            ("/responses", Protocol::OpenAiResponses),
+            ("/v1/messages", Protocol::AnthropicMessages),
+            ("/messages", Protocol::AnthropicMessages),
+            ("/generate", Protocol::VllmGenerate),
+        ];
+        suffixes
+            .iter()
+            .find(|(suffix, _)| path.ends_with(suffix))
+            .map(|(_, p)| *p)
+    }
+
+    /// The configuration name (`routes[].protocol`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::OpenAiChat => "openai_chat",
+            Protocol::OpenAiCompletions => "openai_completions",
+            Protocol::OpenAiEmbeddings => "openai_embeddings",
+            Protocol::OpenAiResponses => "openai_responses",
+            Protocol::AnthropicMessages => "anthropic_messages",
+            Protocol::Gemini => "gemini",
+            Protocol::OllamaChat => "ollama_chat",
+            Protocol::OllamaGenerate => "ollama_generate",
+            Protocol::VllmGenerate => "vllm_generate",
+        }
+    }
+
+    /// The protocol with configuration name `name`.
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// OpenTelemetry `gen_ai.operation.name`.
+    pub fn operation(self) -> &'static str {
+        match self {
+            Protocol::OpenAiCompletions | Protocol::OllamaGenerate | Protocol::VllmGenerate => {
+                "text_completion"
+            }
+            Protocol::OpenAiEmbeddings => "embeddings",
+            Protocol::Gemini => "generate_content",
+            Protocol::OpenAiChat
+            | Protocol::OpenAiResponses
+            | Protocol::AnthropicMessages
+            | Protocol::OllamaChat => "chat",
+        }
+    }
+
+    /// The API's name, used as the trace name.
+    pub fn api(self) -> &'static str {
+        match self {
+            Protocol::OpenAiChat => "chat.completions",
+            Protocol::OpenAiCompletions => "completions",
+            Protocol::OpenAiEmbeddings => "embeddings",
+            Protocol::OpenAiResponses => "responses",
+            Protocol::AnthropicMessages => "messages",
+            Protocol::Gemini => "generate_content",
+            Protocol::OllamaChat => "ollama.chat",
+            Protocol::OllamaGenerate => "ollama.generate",
+            Protocol::VllmGenerate => "vllm.generate",
+        }
+    }
+
+    /// Fills the request side of `record`.
+    ///
+    /// # Errors
+    /// [`ProtocolError`] when the body is not a request of this protocol.
+    pub fn parse_request(self, body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
+        match self {
+            Protocol::OpenAiChat => openai_chat::parse_request(body, record),
+            Protocol::OpenAiCompletions => openai_completions::parse_request(body, record),
+            Protocol::OpenAiEmbeddings => openai_embeddings::parse_request(body, record),
+            Protocol::OpenAiResponses => openai_responses::parse_request(body, record),
+            Protocol::AnthropicMessages => anthropic_messages::parse_request(body, record),
+            Protocol::Gemini => gemini::parse_request(body, record),
+            Protocol::OllamaChat => ollama::parse_chat_request(body, record),
+            Protocol::OllamaGenerate => ollama::parse_generate_request(body, record),
+            Protocol::VllmGenerate => vllm_generate::parse_request(body, record),
+        }
+    }
+
+    /// Fills the response side of `record` from a whole (non-streamed) 2xx body.
+    ///
+    /// # Errors
+    /// [`ProtocolError`] when the body is not a response of this protocol.
+    pub fn parse_response(
+        self,
+        body: &[u8],
+        record: &mut TraceRecord,
+    ) -> Result<(), ProtocolError> {
+        match self {
+            Protocol::OpenAiChat => openai_chat::parse_response(body, record),
+            Protocol::OpenAiCompletions => openai_completions::parse_response(body, record),
+            Protocol::OpenAiEmbeddings => openai_embeddings::parse_response(body, record),
+            Protocol::OpenAiResponses => openai_responses::parse_response(body, record),
+            Protocol::AnthropicMessages => anthropic_messages::parse_response(body, record),
+            Protocol::Gemini => gemini::parse_response(body, record),
+            Protocol::OllamaChat => ollama::parse_chat_response(body, record),
+            Protocol::OllamaGenerate => ollama::parse_generate_response(body, record),
+            Protocol::VllmGenerate => vllm_generate::parse_response(body, record),
+        }
+    }
+
+    /// The provider's error from an error body, when it has a recognisable one.
+    pub fn parse_error(self, body: &[u8]) -> Option<ErrorInfo> {
+        match self {
+            Protocol::OpenAiChat
+            | Protocol::OpenAiCompletions
+            | Protocol::OpenAiEmbeddings
+            | Protocol::OpenAiResponses
+            | Protocol::VllmGenerate => openai_chat::parse_error(body),
+            Protocol::AnthropicMessages => anthropic_messages::parse_error(body),
+            Protocol::Gemini => gemini::parse_error(body),
+            Protocol::OllamaChat | Protocol::OllamaGenerate => ollama::parse_error(body),
+        }
+        .or_else(|| openai_chat::parse_error(body))
+    }
+
+    /// A fold for a streamed response that keeps at most `budget` bytes of output text;
+    /// `None` for APIs that do not stream (embeddings).
+    pub fn stream(self, budget: usize) -> Option<Box<dyn StreamFold>> {
+        Some(match self {
+            Protocol::OpenAiChat => Box::new(openai_chat::ChatStream::new(budget)),
+            Protocol::OpenAiCompletions => {
+                Box::new(openai_completions::CompletionStream::new(budget))
+            }
+            Protocol::OpenAiEmbeddings => return None,
+            Protocol::OpenAiResponses => Box::new(openai_responses::ResponsesStream::new(budget)),
+            Protocol::AnthropicMessages => {
+                Box::new(anthropic_messages::MessagesStream::new(budget))
+            }
+            Protocol::Gemini => Box::new(gemini::GeminiStream::new(budget)),
+            Protocol::OllamaChat | Protocol::OllamaGenerate => {
+                Box::new(ollama::OllamaStream::new(budget))
+            }
+            Protocol::VllmGenerate => Box::new(vllm_generate::GenerateStream::new(budget)),
+        })
+    }
+}
+
+/// What one stream event contributed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkEffect {
+    /// Nothing a client would see as output (role-only delta, usage, keep-alive, metadata).
+    Quiet,
+    /// Output: content, reasoning or a tool-call delta. The first one marks the time to first
+    /// token.
+    Output,
+    /// The stream's end marker (`[DONE]`, `message_stop`, `response.completed`, `"done": true`).
+    Done,
+}
+
+/// Folds the events of one streamed response into the record.
+pub trait StreamFold {
+    /// Applies one event (SSE event, or one NDJSON line as `data`). Malformed events are
+    /// counted, never fatal.
+    fn push(&mut self, event: &Event) -> ChunkEffect;
+    /// Writes what was folded into `record`.
+    fn finish(self: Box<Self>, record: &mut TraceRecord);
+}
 
 /// A body that could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,3 +263,98 @@ impl fmt::Display for ProtocolError {
 }
 
 impl std::error::Error for ProtocolError {}
+
+/// Sets `slot` from `value` unless it already holds something; empty strings do not count.
+pub(crate) fn set_once(slot: &mut Option<String>, value: Option<String>) {
+    if slot.is_none() {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            *slot = Some(v);
+        }
+    }
+}
+
+/// Appends up to `budget` bytes of `text` (cut on a character boundary); false when cut.
+pub(crate) fn append_capped(out: &mut String, text: &str, budget: &mut usize) -> bool {
+    if text.len() <= *budget {
+        out.push_str(text);
+        *budget -= text.len();
+        return true;
+    }
+    let mut cut = *budget;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    out.push_str(&text[..cut]);
+    *budget = 0;
+    false
+}
+
+/// A short description of inline base64 media, so traces never carry the bytes:
+/// `[inline image/png, 1234 base64 chars omitted]`.
+pub(crate) fn inline_media(media_type: &str, base64_len: usize) -> String {
+    format!("[inline {media_type}, {base64_len} base64 chars omitted]")
+}
+
+/// Inline `data:` URLs are replaced by [`inline_media`]; real URLs are kept.
+pub(crate) fn media_placeholder(url: String) -> String {
+    match url.strip_prefix("data:") {
+        Some(rest) => {
+            let media_type = rest.split([';', ',']).next().unwrap_or("");
+            let payload = rest.split_once(',').map_or(0, |(_, data)| data.len());
+            inline_media(media_type, payload)
+        }
+        None => url,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detection_by_path() {
+        let cases = [
+            ("/v1/chat/completions", Some(Protocol::OpenAiChat)),
+            ("/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21", Some(Protocol::OpenAiChat)),
+            ("/v1/completions", Some(Protocol::OpenAiCompletions)),
+            ("/v1/embeddings", Some(Protocol::OpenAiEmbeddings)),
+            ("/openai/deployments/emb/embeddings?api-version=2024-10-21", Some(Protocol::OpenAiEmbeddings)),
+            ("/v1/responses", Some(Protocol::OpenAiResponses)),
+            ("/v1/messages", Some(Protocol::AnthropicMessages)),
+            ("/v1beta/models/gemini-2.0-flash:generateContent", Some(Protocol::Gemini)),
+            ("/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse", Some(Protocol::Gemini)),
+            (
+                "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent",
+                Some(Protocol::Gemini),
+            ),
+            ("/api/chat", Some(Protocol::OllamaChat)),
+            ("/api/generate", Some(Protocol::OllamaGenerate)),
+            ("/generate", Some(Protocol::VllmGenerate)),
+            ("/v1/models", None),
+            ("/health", None),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(Protocol::detect(path), expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for p in ALL {
+            assert_eq!(Protocol::from_name(p.name()), Some(p));
+        }
+        assert_eq!(Protocol::from_name("soap"), None);
+    }
+
+    #[test]
+    fn media_placeholders() {
+        assert_eq!(
+            media_placeholder("data:image/png;base64,AAAA".into()),
+            "[inline image/png, 4 base64 chars omitted]"
+        );
+        assert_eq!(
+            media_placeholder("https://x/y.png".into()),
+            "https://x/y.png"
+        );
+    }
+}

@@ -6,8 +6,9 @@
 //! llama.cpp, …) speak the same shapes. Bodies are deserialized into typed structs that ignore
 //! unknown keys; nothing here calls the host.
 
-use super::ProtocolError;
+use super::{append_capped, media_placeholder, set_once, ChunkEffect, ProtocolError, StreamFold};
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
+use crate::sse::Event;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -181,18 +182,6 @@ fn content_part(raw: &RawValue) -> Part {
     }
 }
 
-/// Inline `data:` URLs are replaced by a short description; real URLs are kept.
-fn media_placeholder(url: String) -> String {
-    match url.strip_prefix("data:") {
-        Some(rest) => {
-            let media_type = rest.split([';', ',']).next().unwrap_or("");
-            let payload = rest.split_once(',').map_or(0, |(_, data)| data.len());
-            format!("[inline {media_type}, {payload} base64 chars omitted]")
-        }
-        None => url,
-    }
-}
-
 #[derive(Deserialize)]
 struct ChatResponse {
     id: Option<String>,
@@ -247,6 +236,7 @@ impl From<WireUsage> for Usage {
             output: u.completion_tokens,
             total: u.total_tokens,
             cached_input: u.prompt_tokens_details.and_then(|d| d.cached_tokens),
+            cache_creation: None,
             reasoning: u.completion_tokens_details.and_then(|d| d.reasoning_tokens),
         }
     }
@@ -399,20 +389,9 @@ struct ChoiceAcc {
     finish_reason: Option<String>,
 }
 
-/// What one stream event contributed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChunkEffect {
-    /// Nothing a client would see as output (role-only delta, usage, keep-alive).
-    Quiet,
-    /// Content or a tool-call delta: the first one marks the time to first token.
-    Output,
-    /// The `[DONE]` sentinel.
-    Done,
-}
-
 /// Folds `chat.completion.chunk` events into the final message(s), bounded by a byte budget.
 #[derive(Debug)]
-pub struct StreamFold {
+pub struct ChatStream {
     choices: Vec<ChoiceAcc>,
     id: Option<String>,
     model: Option<String>,
@@ -421,14 +400,13 @@ pub struct StreamFold {
     error: Option<ErrorInfo>,
     budget: usize,
     truncated: bool,
-    done: bool,
     malformed: usize,
 }
 
-impl StreamFold {
+impl ChatStream {
     /// A fold that keeps at most `budget` bytes of generated text and arguments.
     pub fn new(budget: usize) -> Self {
-        StreamFold {
+        ChatStream {
             choices: Vec::new(),
             id: None,
             model: None,
@@ -437,16 +415,13 @@ impl StreamFold {
             error: None,
             budget,
             truncated: false,
-            done: false,
             malformed: 0,
         }
     }
 
-    /// Applies one event's `data`. Malformed events are counted, never fatal.
-    pub fn push(&mut self, data: &[u8]) -> ChunkEffect {
+    fn push_data(&mut self, data: &[u8]) -> ChunkEffect {
         let trimmed = data.trim_ascii();
         if trimmed == b"[DONE]" {
-            self.done = true;
             return ChunkEffect::Done;
         }
         if trimmed.is_empty() {
@@ -532,13 +507,7 @@ impl StreamFold {
         output
     }
 
-    /// Whether the `[DONE]` sentinel arrived.
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
-
-    /// Writes the folded response into `record`.
-    pub fn finish(self, record: &mut TraceRecord) {
+    fn finish_into(self, record: &mut TraceRecord) {
         record.response_id = self.id;
         record.response_model = self.model;
         record.system_fingerprint = self.system_fingerprint;
@@ -583,26 +552,12 @@ impl StreamFold {
     }
 }
 
-fn set_once(slot: &mut Option<String>, value: Option<String>) {
-    if slot.is_none() {
-        if let Some(v) = value.filter(|v| !v.is_empty()) {
-            *slot = Some(v);
-        }
+impl StreamFold for ChatStream {
+    fn push(&mut self, event: &Event) -> ChunkEffect {
+        self.push_data(&event.data)
     }
-}
 
-/// Appends up to `budget` bytes of `text` (cut on a character boundary); false when cut.
-fn append_capped(out: &mut String, text: &str, budget: &mut usize) -> bool {
-    if text.len() <= *budget {
-        out.push_str(text);
-        *budget -= text.len();
-        return true;
+    fn finish(self: Box<Self>, record: &mut TraceRecord) {
+        self.finish_into(record);
     }
-    let mut cut = *budget;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    out.push_str(&text[..cut]);
-    *budget = 0;
-    false
 }

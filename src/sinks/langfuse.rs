@@ -293,19 +293,28 @@ fn attributes<'a>(r: &'a TraceRecord, error_message: Option<&'a str>) -> Vec<Kv<
         a.push(Kv::new("server.address", Any::Str(host)));
         a.push(Kv::new("server.port", Any::Int(u64::from(port))));
     }
-    a.push(Kv::new(
-        "gen_ai.input.messages",
-        Any::Owned(input_messages(r)),
-    ));
-    a.push(Kv::new(
-        "gen_ai.output.messages",
-        Any::Owned(output_messages(r)),
-    ));
-    a.push(Kv::new("langfuse.observation.type", Any::Str("generation")));
-    a.push(Kv::new(
-        "langfuse.trace.name",
-        Any::Str(super::opik::trace_name(r)),
-    ));
+    if !r.messages.is_empty() {
+        a.push(Kv::new(
+            "gen_ai.input.messages",
+            Any::Owned(input_messages(r)),
+        ));
+    }
+    if !r.choices.is_empty() {
+        a.push(Kv::new(
+            "gen_ai.output.messages",
+            Any::Owned(output_messages(r)),
+        ));
+    }
+    if let Some(n) = r.embedding_count {
+        a.push(Kv::new("llm_tracer.embedding.count", Any::Int(n)));
+    }
+    let observation = if r.operation == "embeddings" {
+        "embedding"
+    } else {
+        "generation"
+    };
+    a.push(Kv::new("langfuse.observation.type", Any::Str(observation)));
+    a.push(Kv::new("langfuse.trace.name", Any::Str(r.api)));
     a.push(Kv::new(
         "langfuse.trace.tags",
         Any::StrArray(vec!["llm-tracer", r.provider.as_str()]),
@@ -342,6 +351,7 @@ fn usage_attributes<'a>(r: &'a TraceRecord, a: &mut Vec<Kv<'a>>) {
         ("gen_ai.usage.input_tokens", u.input),
         ("gen_ai.usage.output_tokens", u.output),
         ("gen_ai.usage.cache_read.input_tokens", u.cached_input),
+        ("gen_ai.usage.cache_creation.input_tokens", u.cache_creation),
         ("gen_ai.usage.reasoning.output_tokens", u.reasoning),
     ];
     for (key, value) in ints {
@@ -352,16 +362,19 @@ fn usage_attributes<'a>(r: &'a TraceRecord, a: &mut Vec<Kv<'a>>) {
     if u.is_empty() {
         return;
     }
-    // Langfuse's usage_details: `input` excludes cached tokens and `output` excludes reasoning
-    // tokens, which get keys of their own; `total` is the grand total.
+    // Langfuse's usage_details: `input` excludes cache reads and writes and `output` excludes
+    // reasoning tokens, which get keys of their own; `total` is the grand total.
     let mut details = serde_json::Map::new();
-    let cached = u.cached_input.unwrap_or(0);
+    let cached = u.cached_input.unwrap_or(0) + u.cache_creation.unwrap_or(0);
     let reasoning = u.reasoning.unwrap_or(0);
     if let Some(i) = u.input {
         details.insert("input".into(), i.saturating_sub(cached).into());
     }
     if let Some(c) = u.cached_input {
         details.insert("input_cached_tokens".into(), c.into());
+    }
+    if let Some(c) = u.cache_creation {
+        details.insert("input_cache_creation".into(), c.into());
     }
     if let Some(o) = u.output {
         details.insert("output".into(), o.saturating_sub(reasoning).into());
@@ -462,6 +475,10 @@ impl Serialize for OtelPart<'_> {
         match self {
             OtelPart::Part(Part::Text(t)) => {
                 m.serialize_entry("type", "text")?;
+                m.serialize_entry("content", t)?;
+            }
+            OtelPart::Part(Part::Reasoning(t)) => {
+                m.serialize_entry("type", "reasoning")?;
                 m.serialize_entry("content", t)?;
             }
             OtelPart::Part(Part::ToolCall {

@@ -10,6 +10,7 @@
 use super::{api_path, OutboundRequest, Sink};
 use crate::config::{Endpoint, OpikConfig};
 use crate::ids::uuid_v7;
+use crate::providers::opik_name;
 use crate::record::{Message, Part, TraceRecord};
 use crate::timestamp::iso8601;
 use serde::ser::{SerializeMap, SerializeSeq};
@@ -164,7 +165,7 @@ impl Serialize for Item<'_> {
             m.serialize_entry("name", &span_name(r))?;
         } else {
             m.serialize_entry("id", &item.trace_id)?;
-            m.serialize_entry("name", trace_name(r))?;
+            m.serialize_entry("name", r.api)?;
         }
         if let Some(p) = item.project {
             m.serialize_entry("project_name", p)?;
@@ -174,7 +175,7 @@ impl Serialize for Item<'_> {
         m.serialize_entry("input", &Input(r))?;
         m.serialize_entry("output", &Output(r))?;
         m.serialize_entry("metadata", &Metadata(r))?;
-        m.serialize_entry("tags", &["llm-tracer", r.provider.as_str()])?;
+        m.serialize_entry("tags", &["llm-tracer", opik_name(&r.provider)])?;
         if let Some(ttft) = r.ttft_ms() {
             m.serialize_entry("ttft", &ttft)?;
         }
@@ -185,7 +186,7 @@ impl Serialize for Item<'_> {
             if let Some(model) = r.response_model.as_ref().or(r.request_model.as_ref()) {
                 m.serialize_entry("model", model)?;
             }
-            m.serialize_entry("provider", &r.provider)?;
+            m.serialize_entry("provider", opik_name(&r.provider))?;
             if !r.usage.is_empty() {
                 m.serialize_entry("usage", &UsageMap(r))?;
             }
@@ -193,14 +194,6 @@ impl Serialize for Item<'_> {
             m.serialize_entry("thread_id", session)?;
         }
         m.end()
-    }
-}
-
-/// Trace names follow the API called, as Opik's own integrations name them.
-pub(crate) fn trace_name(r: &TraceRecord) -> &'static str {
-    match r.operation {
-        "chat" => "chat.completions",
-        other => other,
     }
 }
 
@@ -231,6 +224,9 @@ struct Output<'a>(&'a TraceRecord);
 impl Serialize for Output<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
+        if let Some(n) = self.0.embedding_count {
+            m.serialize_entry("embeddings", &n)?;
+        }
         let choices = self.0.choices.iter().map(|c| ChoiceOut {
             index: c.index,
             message: OpenAiMessage(&c.message),
@@ -293,6 +289,12 @@ impl Serialize for ContentPartOut<'_> {
             Part::Text(t) => {
                 let mut m = s.serialize_map(Some(2))?;
                 m.serialize_entry("type", "text")?;
+                m.serialize_entry("text", t)?;
+                m.end()
+            }
+            Part::Reasoning(t) => {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("type", "reasoning")?;
                 m.serialize_entry("text", t)?;
                 m.end()
             }
@@ -429,6 +431,13 @@ impl Serialize for UsageMap<'_> {
             m.serialize_entry(
                 "original_usage.prompt_tokens_details.cached_tokens",
                 &int32(v),
+            )?;
+        }
+        if let Some(v) = u.cache_creation {
+            m.serialize_entry("cache_creation_input_tokens", &int32(v))?;
+            m.serialize_entry(
+                "cache_read_input_tokens",
+                &int32(u.cached_input.unwrap_or(0)),
             )?;
         }
         if let Some(v) = u.reasoning {

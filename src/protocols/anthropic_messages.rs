@@ -1,0 +1,45 @@
+//! Anthropic Messages.
+//! (Being written.)
+
+use super::{ChunkEffect, ProtocolError, StreamFold};
+use crate::record::{ErrorInfo, TraceRecord};
+use crate::sse::Event;
+
+/// Parses a body into `record`.
+///
+/// # Errors
+/// Not implemented yet.
+pub fn parse_request(_body: &[u8], _record: &mut TraceRecord) -> Result<(), ProtocolError> {
+    Err(ProtocolError::Json { line: 0, column: 0 })
+}
+
+/// Parses a body into `record`.
+///
+/// # Errors
+/// Not implemented yet.
+pub fn parse_response(_body: &[u8], _record: &mut TraceRecord) -> Result<(), ProtocolError> {
+    Err(ProtocolError::Json { line: 0, column: 0 })
+}
+
+/// Provider error from an error body.
+pub fn parse_error(_body: &[u8]) -> Option<ErrorInfo> {
+    None
+}
+
+/// Stream fold.
+pub struct MessagesStream;
+
+impl MessagesStream {
+    /// A fold with a byte budget.
+    pub fn new(_budget: usize) -> Self {
+        MessagesStream
+    }
+}
+
+impl StreamFold for MessagesStream {
+    fn push(&mut self, _event: &Event) -> ChunkEffect {
+        ChunkEffect::Quiet
+    }
+
+    fn finish(self: Box<Self>, _record: &mut TraceRecord) {}
+}
