@@ -16,6 +16,8 @@ pub mod vllm_generate;
 
 use crate::record::{ErrorInfo, TraceRecord};
 use crate::sse::Event;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 use std::fmt;
 
 /// An API shape the filter can trace.
@@ -66,6 +68,12 @@ impl Protocol {
         if last.ends_with(":generateContent") || last.ends_with(":streamGenerateContent") {
             return Some(Protocol::Gemini);
         }
+        // Claude on Vertex AI: the Messages API behind `…/publishers/anthropic/models/…`.
+        if (last.ends_with(":rawPredict") || last.ends_with(":streamRawPredict"))
+            && path.contains("/publishers/anthropic/")
+        {
+            return Some(Protocol::AnthropicMessages);
+        }
         let suffixes: [(&str, Protocol); 9] = [
             ("/chat/completions", Protocol::OpenAiChat),
             ("/api/chat", Protocol::OllamaChat),
@@ -81,6 +89,55 @@ impl Protocol {
             .iter()
             .find(|(suffix, _)| path.ends_with(suffix))
             .map(|(_, p)| *p)
+    }
+
+    /// The protocol a request body's shape reveals, for routes whose path says nothing: which
+    /// top-level keys it has (`contents`, `messages`, `prompt`, `input`, …). Only the keys are
+    /// looked at; values are skipped without being built.
+    pub fn sniff(body: &[u8]) -> Option<Protocol> {
+        let shape: Shape<'_> = serde_json::from_slice(body).ok()?;
+        let has = |v: &Option<IgnoredAny>| v.is_some();
+        if has(&shape.contents) {
+            return Some(Protocol::Gemini);
+        }
+        if has(&shape.messages) {
+            return Some(if has(&shape.anthropic_version) || has(&shape.system) {
+                Protocol::AnthropicMessages
+            } else if has(&shape.options) {
+                Protocol::OllamaChat
+            } else {
+                Protocol::OpenAiChat
+            });
+        }
+        if has(&shape.prompt) {
+            return Some(if has(&shape.options) {
+                Protocol::OllamaGenerate
+            } else if shape.model.is_some() {
+                Protocol::OpenAiCompletions
+            } else {
+                Protocol::VllmGenerate
+            });
+        }
+        if has(&shape.input) {
+            let responses = has(&shape.instructions)
+                || has(&shape.max_output_tokens)
+                || has(&shape.previous_response_id)
+                || has(&shape.reasoning);
+            let embedding_model = shape
+                .model
+                .as_deref()
+                .is_some_and(|m| m.to_ascii_lowercase().contains("embed"));
+            return Some(
+                if !responses
+                    && (embedding_model || has(&shape.encoding_format) || has(&shape.dimensions))
+                {
+                    Protocol::OpenAiEmbeddings
+                } else {
+                    Protocol::OpenAiResponses
+                },
+            );
+        }
+        None
     }
 
     /// The configuration name (`routes[].protocol`).
@@ -210,6 +267,26 @@ impl Protocol {
     }
 }
 
+/// The top-level keys that tell request shapes apart.
+#[derive(Deserialize)]
+struct Shape<'a> {
+    #[serde(borrow)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    contents: Option<IgnoredAny>,
+    messages: Option<IgnoredAny>,
+    system: Option<IgnoredAny>,
+    anthropic_version: Option<IgnoredAny>,
+    options: Option<IgnoredAny>,
+    prompt: Option<IgnoredAny>,
+    input: Option<IgnoredAny>,
+    instructions: Option<IgnoredAny>,
+    max_output_tokens: Option<IgnoredAny>,
+    previous_response_id: Option<IgnoredAny>,
+    reasoning: Option<IgnoredAny>,
+    encoding_format: Option<IgnoredAny>,
+    dimensions: Option<IgnoredAny>,
+}
+
 /// What one stream event contributed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChunkEffect {
@@ -327,6 +404,10 @@ mod tests {
                 "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent",
                 Some(Protocol::Gemini),
             ),
+            (
+                "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4:streamRawPredict",
+                Some(Protocol::AnthropicMessages),
+            ),
             ("/api/chat", Some(Protocol::OllamaChat)),
             ("/api/generate", Some(Protocol::OllamaGenerate)),
             ("/generate", Some(Protocol::VllmGenerate)),
@@ -336,6 +417,58 @@ mod tests {
         for (path, expected) in cases {
             assert_eq!(Protocol::detect(path), expected, "{path}");
         }
+    }
+
+    #[test]
+    fn detection_by_body_shape() {
+        let cases: [(&str, Option<Protocol>); 12] = [
+            (r#"{"model":"m","messages":[]}"#, Some(Protocol::OpenAiChat)),
+            (
+                r#"{"model":"claude","system":"s","messages":[],"max_tokens":5}"#,
+                Some(Protocol::AnthropicMessages),
+            ),
+            (
+                r#"{"anthropic_version":"vertex-2023-10-16","messages":[]}"#,
+                Some(Protocol::AnthropicMessages),
+            ),
+            (
+                r#"{"model":"llama3","messages":[],"options":{}}"#,
+                Some(Protocol::OllamaChat),
+            ),
+            (
+                r#"{"contents":[{"parts":[{"text":"x"}]}]}"#,
+                Some(Protocol::Gemini),
+            ),
+            (
+                r#"{"model":"gpt-3.5-turbo-instruct","prompt":"x"}"#,
+                Some(Protocol::OpenAiCompletions),
+            ),
+            (
+                r#"{"prompt":"x","max_tokens":5}"#,
+                Some(Protocol::VllmGenerate),
+            ),
+            (
+                r#"{"model":"llama3","prompt":"x","options":{}}"#,
+                Some(Protocol::OllamaGenerate),
+            ),
+            (
+                r#"{"model":"text-embedding-3-small","input":"x"}"#,
+                Some(Protocol::OpenAiEmbeddings),
+            ),
+            (
+                r#"{"model":"gpt-4.1","input":"x","instructions":"be brief"}"#,
+                Some(Protocol::OpenAiResponses),
+            ),
+            (
+                r#"{"model":"m","input":["a","b"],"dimensions":256}"#,
+                Some(Protocol::OpenAiEmbeddings),
+            ),
+            (r#"{"hello":"world"}"#, None),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(Protocol::sniff(body.as_bytes()), expected, "{body}");
+        }
+        assert_eq!(Protocol::sniff(b"\xff not json"), None);
     }
 
     #[test]

@@ -283,6 +283,15 @@ pub fn parse_response(body: &[u8], record: &mut TraceRecord) -> Result<(), Proto
 #[derive(Deserialize)]
 struct ErrorBody {
     error: Option<ErrorDetail>,
+    /// vLLM and some OpenAI-compatible servers answer a flat `{"object":"error", "message",
+    /// "type", "code"}` instead of OpenAI's nested `error` object.
+    object: Option<String>,
+    message: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    code: Option<serde_json::Value>,
+    /// FastAPI-based servers (vLLM's native `/generate`, TGI) answer `{"detail": "…"}`.
+    detail: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -301,7 +310,22 @@ enum ErrorDetail {
 /// mid-stream error event. `None` when the body carries no recognisable error.
 pub fn parse_error(body: &[u8]) -> Option<ErrorInfo> {
     let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
-    parsed.error.map(error_info)
+    match parsed.error {
+        Some(detail) => Some(error_info(detail)),
+        None if parsed.object.as_deref() == Some("error") => {
+            Some(error_info(ErrorDetail::Object {
+                message: parsed.message,
+                kind: parsed.kind,
+                code: parsed.code,
+            }))
+        }
+        None => match parsed.detail {
+            Some(serde_json::Value::String(message)) => {
+                Some(error_info(ErrorDetail::Text(message)))
+            }
+            _ => None,
+        },
+    }
 }
 
 fn error_info(detail: ErrorDetail) -> ErrorInfo {
@@ -559,5 +583,36 @@ impl StreamFold for ChatStream {
 
     fn finish(self: Box<Self>, record: &mut TraceRecord) {
         self.finish_into(record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_error;
+
+    /// A body and the (kind, message) expected from it.
+    type ErrorCase<'a> = (&'a [u8], Option<(&'a str, &'a str)>);
+
+    #[test]
+    fn error_body_shapes() {
+        let cases: [ErrorCase<'_>; 6] = [
+            (
+                br#"{"error":{"message":"bad","type":"invalid_request_error","code":null}}"#,
+                Some(("invalid_request_error", "bad")),
+            ),
+            (br#"{"error":{"message":"slow down","code":429}}"#, Some(("429", "slow down"))),
+            (br#"{"error":"plain text"}"#, Some(("error", "plain text"))),
+            (
+                br#"{"object":"error","message":"max_tokens too large","type":"BadRequestError","param":null,"code":400}"#,
+                Some(("BadRequestError", "max_tokens too large")),
+            ),
+            (br#"{"detail":"Not Found"}"#, Some(("error", "Not Found"))),
+            (br#"{"detail":[{"loc":["body"],"msg":"field required"}]}"#, None),
+        ];
+        for (body, expected) in cases {
+            let got = parse_error(body);
+            let got = got.as_ref().map(|e| (e.kind.as_str(), e.message.as_str()));
+            assert_eq!(got, expected, "{}", String::from_utf8_lossy(body));
+        }
     }
 }
