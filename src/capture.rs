@@ -3,10 +3,23 @@
 //!
 //! The glue feeds bytes and timestamps in; nothing here calls the host or decides what the host
 //! does with traffic: every byte is forwarded whatever happens here.
+//!
+//! A response compressed with `Content-Encoding: gzip`, `deflate` or `br` (an upstream that
+//! ignored `accept-encoding: identity`) is decoded chunk by chunk as it passes ([`BodyDecoder`]),
+//! and the decoded bytes go where plain ones would. Decoded output is bounded: a whole body by
+//! the body cap, a stream by [`STREAM_DECODE_FACTOR`] times it; past that decoding stops and the
+//! record is marked truncated. Other codings are noted in `record.unparsed` and not parsed.
 
+use crate::decode::{self, BodyDecoder};
 use crate::protocols::{ChunkEffect, Protocol, StreamFold};
+use crate::providers;
 use crate::record::{ErrorInfo, TraceRecord};
 use crate::sse::SseDecoder;
+
+/// How many times the body cap a compressed stream may decode to. A stream's text is kept under
+/// the cap by its fold, but its framing (SSE events, JSON envelopes) is many times the text, and
+/// an uncompressed stream is not capped at all; a compressed one is, against decompression bombs.
+pub const STREAM_DECODE_FACTOR: usize = 16;
 
 /// What is known about a request when its headers arrive.
 #[derive(Debug, Clone, Default)]
@@ -15,7 +28,7 @@ pub struct RequestStart {
     pub path: String,
     /// `:authority`.
     pub authority: Option<String>,
-    /// Provider for the route.
+    /// Provider for the route; empty means: detect it from host, path and protocol.
     pub provider: String,
     /// End user from the configured header.
     pub user: Option<String>,
@@ -38,32 +51,50 @@ enum Body {
     Whole(Vec<u8>),
     /// An event stream (SSE or NDJSON) being decoded and folded as it passes.
     Stream(SseDecoder, Box<dyn StreamFold>),
-    /// Not parsed (compressed, or already finished); the reason is in `record.unparsed`.
+    /// Not parsed (unsupported or corrupt content-encoding, or already finished); the reason
+    /// is in `record.unparsed`.
     Skipped,
+}
+
+/// A response body being decoded from its content-encoding.
+struct Decoding {
+    decoder: BodyDecoder,
+    /// Decoding failed; the rest of the body is ignored.
+    failed: bool,
 }
 
 /// One exchange in progress.
 pub struct Capture {
-    protocol: Protocol,
+    /// `None` until the request body's shape tells (routes whose path says nothing).
+    protocol: Option<Protocol>,
     record: TraceRecord,
     max_body: usize,
     request: Vec<u8>,
     request_done: bool,
     response: Body,
     response_done: bool,
+    decoding: Option<Decoding>,
 }
 
 impl Capture {
     /// Starts capturing an exchange of `protocol`; `max_body` bounds each body kept.
     pub fn new(start: RequestStart, protocol: Protocol, max_body: usize) -> Self {
+        let mut capture = Capture::sniffing(start, max_body);
+        capture.set_protocol(protocol);
+        capture
+    }
+
+    /// Starts capturing an exchange whose API the request body's shape will tell
+    /// ([`Protocol::sniff`]).
+    pub fn sniffing(start: RequestStart, max_body: usize) -> Self {
         let record = TraceRecord {
             trace_id: start.trace_id,
             span_id: start.span_id,
             entropy: start.entropy,
             start_ns: start.now_ns,
             end_ns: start.now_ns,
-            operation: protocol.operation(),
-            api: protocol.api(),
+            operation: "unknown",
+            api: "unknown",
             provider: start.provider,
             path: start.path,
             server_address: start.authority,
@@ -72,13 +103,24 @@ impl Capture {
             ..TraceRecord::default()
         };
         Capture {
-            protocol,
+            protocol: None,
             record,
             max_body,
             request: Vec::new(),
             request_done: false,
             response: Body::Pending,
             response_done: false,
+            decoding: None,
+        }
+    }
+
+    fn set_protocol(&mut self, protocol: Protocol) {
+        self.protocol = Some(protocol);
+        self.record.operation = protocol.operation();
+        self.record.api = protocol.api();
+        if self.record.provider.is_empty() {
+            let authority = self.record.server_address.as_deref().unwrap_or("");
+            self.record.provider = providers::detect(authority, &self.record.path, protocol).into();
         }
     }
 
@@ -108,12 +150,23 @@ impl Capture {
         if self.request.is_empty() {
             return;
         }
-        if self.record.truncated {
-            self.record
-                .unparsed
-                .push("request: body over max_body_bytes, not parsed".into());
-        } else if let Err(e) = self.protocol.parse_request(&self.request, &mut self.record) {
-            self.record.unparsed.push(format!("request: {e}"));
+        if self.protocol.is_none() {
+            match Protocol::sniff(&self.request) {
+                Some(protocol) => self.set_protocol(protocol),
+                None => self
+                    .record
+                    .unparsed
+                    .push("request: the API is not recognised, exchange not parsed".into()),
+            }
+        }
+        if let Some(protocol) = self.protocol {
+            if self.record.truncated {
+                self.record
+                    .unparsed
+                    .push("request: body over max_body_bytes, not parsed".into());
+            } else if let Err(e) = protocol.parse_request(&self.request, &mut self.record) {
+                self.record.unparsed.push(format!("request: {e}"));
+            }
         }
         self.request = Vec::new();
     }
@@ -126,9 +179,16 @@ impl Capture {
         content_encoding: Option<&str>,
     ) {
         self.record.status = status;
-        let encoded = content_encoding
+        let encoding = content_encoding
             .map(str::trim)
-            .is_some_and(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
+            .filter(|e| !decode::is_identity(e));
+        self.decoding = encoding
+            .and_then(BodyDecoder::for_encoding)
+            .map(|decoder| Decoding {
+                decoder,
+                failed: false,
+            });
+        let unsupported = encoding.filter(|_| self.decoding.is_none());
         let content_type = content_type.unwrap_or("").trim_start().to_ascii_lowercase();
         let framing = if content_type.starts_with("text/event-stream") {
             Some(SseDecoder::new(self.max_body))
@@ -139,14 +199,18 @@ impl Capture {
         } else {
             None
         };
-        self.response = if encoded {
-            self.record
-                .unparsed
-                .push("response: content-encoding is not identity, body not parsed".into());
+        self.response = if let Some(encoding) = unsupported {
+            let shown: String = encoding.chars().take(40).collect();
+            self.record.unparsed.push(format!(
+                "response: content-encoding {shown:?} is not supported, body not parsed"
+            ));
+            Body::Skipped
+        } else if self.protocol.is_none() {
+            // Only when the response starts before the request body was complete.
             Body::Skipped
         } else if let Some(decoder) = framing {
             self.record.streamed = true;
-            match self.protocol.stream(self.max_body) {
+            match self.protocol.and_then(|p| p.stream(self.max_body)) {
                 Some(fold) => Body::Stream(decoder, fold),
                 None => {
                     self.record
@@ -162,6 +226,10 @@ impl Capture {
 
     /// A response body chunk passing through at `now_ns`.
     pub fn response_chunk(&mut self, chunk: &[u8], now_ns: u64) {
+        if self.decoding.is_some() {
+            self.decoded_response_chunk(chunk, now_ns);
+            return;
+        }
         match &mut self.response {
             Body::Whole(buf) => {
                 if !keep(buf, chunk, self.max_body) {
@@ -177,6 +245,52 @@ impl Capture {
                 });
             }
             Body::Pending | Body::Skipped => {}
+        }
+    }
+
+    /// A compressed response chunk: decoded, then handled as a plain one would be.
+    fn decoded_response_chunk(&mut self, chunk: &[u8], now_ns: u64) {
+        let Capture {
+            decoding: Some(decoding),
+            response,
+            record,
+            max_body,
+            ..
+        } = self
+        else {
+            return;
+        };
+        if decoding.failed {
+            return;
+        }
+        let result = match response {
+            Body::Whole(buf) => decoding.decoder.push(chunk, buf, *max_body),
+            Body::Stream(sse, fold) => {
+                let first = &mut record.first_token_ns;
+                let limit = max_body.saturating_mul(STREAM_DECODE_FACTOR);
+                decoding.decoder.push_with(chunk, limit, &mut |bytes| {
+                    sse.push(bytes, &mut |event| {
+                        if fold.push(&event) == ChunkEffect::Output && first.is_none() {
+                            *first = Some(now_ns);
+                        }
+                    });
+                })
+            }
+            Body::Pending | Body::Skipped => return,
+        };
+        if decoding.decoder.capped() {
+            record.truncated = true;
+        }
+        if let Err(e) = result {
+            decoding.failed = true;
+            record.unparsed.push(format!(
+                "response: content-encoding {}: {e}",
+                decoding.decoder.encoding()
+            ));
+            // A partly decoded whole body is not worth parsing; a stream keeps what it folded.
+            if matches!(response, Body::Whole(_)) {
+                *response = Body::Skipped;
+            }
         }
     }
 
@@ -198,6 +312,9 @@ impl Capture {
         }
         self.record.end_ns = now_ns;
         let ok = self.record.status.is_some_and(|s| (200..300).contains(&s));
+        if self.response_done {
+            self.finish_decoding();
+        }
         match std::mem::replace(&mut self.response, Body::Skipped) {
             Body::Whole(body) => self.finish_whole(&body, ok),
             Body::Stream(mut decoder, mut fold) => {
@@ -233,12 +350,31 @@ impl Capture {
         self.record
     }
 
+    /// The compressed body ended: a stream cut inside the compressed data is noted, and a whole
+    /// body cut there is not parsed.
+    fn finish_decoding(&mut self) {
+        let Some(decoding) = self.decoding.as_mut().filter(|d| !d.failed) else {
+            return;
+        };
+        if let Err(e) = decoding.decoder.finish() {
+            decoding.failed = true;
+            self.record.unparsed.push(format!(
+                "response: content-encoding {}: {e}",
+                decoding.decoder.encoding()
+            ));
+            if matches!(self.response, Body::Whole(_)) {
+                self.response = Body::Skipped;
+            }
+        }
+    }
+
     fn finish_whole(&mut self, body: &[u8], ok: bool) {
         if body.is_empty() {
             return;
         }
+        let protocol = self.protocol.unwrap_or(Protocol::OpenAiChat);
         if !ok {
-            if let Some(mut err) = self.protocol.parse_error(body) {
+            if let Some(mut err) = protocol.parse_error(body) {
                 if let Some(status) = self.record.status {
                     if err.kind == "error" {
                         err.kind = status.to_string();
@@ -252,7 +388,7 @@ impl Capture {
             self.record
                 .unparsed
                 .push("response: body incomplete or over max_body_bytes, not parsed".into());
-        } else if let Err(e) = self.protocol.parse_response(body, &mut self.record) {
+        } else if let Err(e) = protocol.parse_response(body, &mut self.record) {
             self.record.unparsed.push(format!("response: {e}"));
         }
     }
@@ -265,5 +401,7 @@ fn keep(buf: &mut Vec<u8>, bytes: &[u8], cap: usize) -> bool {
     bytes.len() <= room
 }
 
+#[cfg(test)]
+pub(crate) mod harness;
 #[cfg(test)]
 mod tests;

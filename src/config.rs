@@ -97,11 +97,12 @@ pub fn host_of(authority: &str) -> String {
     host.to_ascii_lowercase()
 }
 
-/// What a traced request is: its protocol and, when a route names one, its provider.
+/// What a traced request is: its protocol (unknown until the body's shape tells, for routes
+/// whose path says nothing) and, when a route names one, its provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Traced<'a> {
-    /// The API spoken.
-    pub protocol: Protocol,
+    /// The API spoken, when the route or the path tells.
+    pub protocol: Option<Protocol>,
     /// Provider given by the route, if any.
     pub provider: Option<&'a str>,
 }
@@ -286,18 +287,19 @@ impl Config {
         self.opik.is_some() || self.langfuse.is_some()
     }
 
-    /// Whether and how a request is traced: the first matching route decides (its protocol,
-    /// or the one its path reveals); without routes, every recognised API path is traced.
+    /// Whether and how a request is traced. Without routes, every path of a recognised API is
+    /// traced. With routes, the first match decides: its protocol, else the one its path
+    /// reveals, else (`protocol: None`) the one the request body's shape will reveal.
     pub fn traced(&self, path: &str, authority: &str) -> Option<Traced<'_>> {
         if self.routes.is_empty() {
             return Protocol::detect(path).map(|protocol| Traced {
-                protocol,
+                protocol: Some(protocol),
                 provider: None,
             });
         }
         let route = self.routes.iter().find(|r| r.matches(path, authority))?;
         Some(Traced {
-            protocol: route.protocol.or_else(|| Protocol::detect(path))?,
+            protocol: route.protocol.or_else(|| Protocol::detect(path)),
             provider: route.provider.as_deref(),
         })
     }
@@ -563,7 +565,7 @@ mod tests {
         assert!(c.force_identity_encoding);
         assert!(!c.has_sink());
         let chat = Some(Traced {
-            protocol: Protocol::OpenAiChat,
+            protocol: Some(Protocol::OpenAiChat),
             provider: None,
         });
         assert_eq!(c.traced("/v1/chat/completions", "api.openai.com"), chat);
@@ -575,7 +577,7 @@ mod tests {
             chat
         );
         assert_eq!(
-            c.traced("/v1/embeddings", "x").map(|t| t.protocol),
+            c.traced("/v1/embeddings", "x").and_then(|t| t.protocol),
             Some(Protocol::OpenAiEmbeddings)
         );
         assert_eq!(c.traced("/v1/models", "api.openai.com"), None);
@@ -599,16 +601,20 @@ mod tests {
         let groq = c.traced("/llm/v1/chat/completions", "gw").expect("traced");
         assert_eq!(
             (groq.protocol, groq.provider),
-            (Protocol::OpenAiChat, Some("groq"))
+            (Some(Protocol::OpenAiChat), Some("groq"))
         );
-        assert_eq!(c.traced("/llm/x", "gw"), None, "route matches, API unknown");
+        let sniffed = c.traced("/llm/x", "gw").expect("route matches");
+        assert_eq!(sniffed.protocol, None, "left to the body's shape");
         assert_eq!(c.traced("/v1/chat/completions", "api.openai.com"), None);
         let azure = c.traced(
             "/openai/deployments/d/embeddings",
             "me.openai.azure.com:443",
         );
-        assert_eq!(azure.map(|t| t.protocol), Some(Protocol::OpenAiEmbeddings));
-        let custom = c.traced("/custom/anything", "gw").map(|t| t.protocol);
+        assert_eq!(
+            azure.and_then(|t| t.protocol),
+            Some(Protocol::OpenAiEmbeddings)
+        );
+        let custom = c.traced("/custom/anything", "gw").and_then(|t| t.protocol);
         assert_eq!(custom, Some(Protocol::AnthropicMessages));
         let quoted = serde_json::to_string(json).expect("encode");
         assert_eq!(Config::parse(quoted.as_bytes()).expect("string form"), c);

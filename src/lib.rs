@@ -8,6 +8,7 @@
 
 pub mod capture;
 pub mod config;
+pub mod decode;
 pub mod export;
 pub mod ids;
 pub mod metrics;

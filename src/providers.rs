@@ -44,6 +44,7 @@ pub fn detect(authority: &str, path: &str, protocol: Protocol) -> &'static str {
     }
     let path = path.split('?').next().unwrap_or(path);
     match protocol {
+        Protocol::AnthropicMessages if path.contains("/publishers/anthropic/") => "gcp.vertex_ai",
         Protocol::AnthropicMessages => "anthropic",
         Protocol::Gemini if path.contains("/projects/") && path.contains("/locations/") => {
             "gcp.vertex_ai"

@@ -96,6 +96,8 @@ fn invalid_configs_are_rejected_by_schema_and_parser() {
         r#"{"langfuse": {"endpoint": "http://x", "public_key": " ", "secret_key": "s"}}"#,
         r#"{"routes": [{}]}"#,
         r#"{"routes": [{"path_suffix": "/x", "protocol": "y"}]}"#,
+        r#"{"routes": [{"path_suffix": "/x", "color": "y"}]}"#,
+        r#"{"routes": [{"host": "x", "provider": " "}]}"#,
         r#"{"max_body_bytes": 10}"#,
         r#"{"batch_max_records": 1001}"#,
         r#"{"retry": {"max_attempts": 0}}"#,

@@ -22,11 +22,7 @@ fn module() -> &'static WasmModule {
 }
 
 fn fixture(case: &str, file: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/tests/fixtures/openai_chat/{case}/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+    fixture_of("openai_chat", case, file)
 }
 
 /// A filter configuration exporting to `opik` and `langfuse` at the given addresses. On Kong
@@ -528,4 +524,47 @@ fn exports_wait_for_the_tick() {
             .all(|c| c.phase == llm_tracer_host::Phase::Tick
                 || c.phase == llm_tracer_host::Phase::HttpCallResponse));
     }
+}
+
+#[test]
+fn routes_trace_unknown_paths_by_body_shape() {
+    for p in BOTH {
+        let collector = validating_collector();
+        let addr = collector.addr();
+        let mut rig = rig_with(
+            p,
+            collector,
+            addr,
+            r#","routes":[{"path_prefix":"/internal/"}]"#,
+        );
+        let ex = Exchange::new("POST", "/internal/claude")
+            .request_body(
+                fixture_of("anthropic_messages", "basic", "request.json"),
+                Chunking::Whole,
+            )
+            .response(200, &[("content-type", "application/json")])
+            .response_body(
+                fixture_of("anthropic_messages", "basic", "response.json"),
+                Chunking::Fixed(50),
+            );
+        let out = rig.host.exchange(&ex);
+        assert_transparent(&out, &ex);
+        let (trace, span, otlp) = exported(&mut rig);
+        assert_eq!(trace["name"], "messages", "{p:?}");
+        assert_eq!(span["provider"], "anthropic");
+        assert_eq!(attr(&otlp, "gen_ai.operation.name")["stringValue"], "chat");
+        // The default OpenAI path is not on the route: not traced.
+        let ex = chat("basic", 200, false, Chunking::Whole);
+        assert_transparent(&rig.host.exchange(&ex), &ex);
+        rig.host.settle(5);
+        assert_eq!(rig.collector.opik_spans().len(), 1);
+    }
+}
+
+fn fixture_of(family: &str, case: &str, file: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/tests/fixtures/{family}/{case}/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
 }

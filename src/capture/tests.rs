@@ -284,3 +284,375 @@ fn garbage_never_panics() {
         }
     }
 }
+
+// ---- Content-Encoding ----
+
+use crate::capture::harness;
+use miniz_oxide::deflate::{compress_to_vec, compress_to_vec_zlib};
+
+/// A gzip body (one member, no optional header fields) around `data`.
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                0xEDB8_8320 ^ (crc >> 1)
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+    out.extend_from_slice(&compress_to_vec(data, 6));
+    out.extend_from_slice(&(!crc).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
+/// Runs an OpenAI chat exchange whose response is `body` sent with `encoding`, cut at `cuts`.
+fn run_encoded(
+    case: &str,
+    status: u16,
+    content_type: &str,
+    encoding: Option<&str>,
+    body: &[u8],
+    cuts: &[usize],
+    max_body: usize,
+) -> TraceRecord {
+    let mut c = Capture::new(start(), Protocol::OpenAiChat, max_body);
+    c.request_chunk(Some(&fixture(case, "request.json")), true);
+    c.response_headers(Some(status), Some(content_type), encoding);
+    let mut at = 0;
+    let mut now = 1_100 * MS;
+    for &cut in cuts.iter().chain(std::iter::once(&body.len())) {
+        c.response_chunk(&body[at..cut], now);
+        at = cut;
+        now += 10 * MS;
+    }
+    c.response_end();
+    c.finish(2_000 * MS)
+}
+
+#[test]
+fn compressed_fixtures_decode_at_every_split_point() {
+    let cases: Vec<harness::Case> = harness::cases("openai_chat")
+        .into_iter()
+        .filter(|c| c.content_encoding.is_some())
+        .collect();
+    assert!(cases.len() >= 2, "gzip_json and br_stream");
+    for case in &cases {
+        let whole = case.run(&[]);
+        let problems = case.check(&whole);
+        assert!(problems.is_empty(), "{problems:#?}");
+        assert!(
+            !whole.truncated && whole.unparsed.is_empty(),
+            "{}",
+            case.name
+        );
+        for cut in 1..case.response.len() {
+            let mut split = case.run(&[cut]);
+            split.first_token_ns = whole.first_token_ns;
+            assert_eq!(split, whole, "{} cut at {cut}", case.name);
+        }
+    }
+}
+
+#[test]
+fn a_compressed_stream_gives_the_record_of_the_plain_one() {
+    let plain = fixture("stream_tools", "response.sse");
+    let expected = run("stream_tools", 200, "text/event-stream", &plain, &[]);
+    for (encoding, body) in [
+        ("gzip", gzip(&plain)),
+        ("deflate", compress_to_vec_zlib(&plain, 6)),
+        ("deflate", compress_to_vec(&plain, 9)),
+    ] {
+        for cut in (1..body.len()).step_by(3) {
+            let mut r = run_encoded(
+                "stream_tools",
+                200,
+                "text/event-stream",
+                Some(encoding),
+                &body,
+                &[cut],
+                1 << 20,
+            );
+            assert!(r.first_token_ns.is_some(), "{encoding} cut at {cut}");
+            r.first_token_ns = expected.first_token_ns;
+            assert_eq!(r, expected, "{encoding} cut at {cut}");
+        }
+    }
+}
+
+#[test]
+fn time_to_first_token_comes_from_decoded_events() {
+    // Each event compressed on its own member, as a server flushing per event would send it:
+    // the first content event's chunk marks the first token.
+    let plain = fixture("stream_text", "response.sse");
+    let text = String::from_utf8(plain).expect("utf-8");
+    let members: Vec<Vec<u8>> = text
+        .split_inclusive("\n\n")
+        .map(|event| gzip(event.as_bytes()))
+        .collect();
+    let mut c = Capture::new(start(), Protocol::OpenAiChat, 1 << 20);
+    c.request_chunk(Some(&fixture("stream_text", "request.json")), true);
+    c.response_headers(Some(200), Some("text/event-stream"), Some("gzip"));
+    for (i, member) in members.iter().enumerate() {
+        c.response_chunk(member, (1_100 + 10 * i as u64) * MS);
+    }
+    c.response_end();
+    let r = c.finish(2_000 * MS);
+    assert_eq!(r.first_token_ns, Some(1_110 * MS));
+    assert_eq!(
+        r.choices[0].message.text().as_deref(),
+        Some("Sunset — warm 🌅")
+    );
+    assert!(r.unparsed.is_empty(), "{:?}", r.unparsed);
+}
+
+#[test]
+fn a_compressed_error_body_gives_the_provider_error() {
+    let body = gzip(&fixture("error_400", "response.json"));
+    let r = run_encoded(
+        "error_400",
+        400,
+        "application/json",
+        Some("gzip"),
+        &body,
+        &[7],
+        1 << 20,
+    );
+    assert_eq!(
+        r.error.map(|e| e.kind),
+        Some("invalid_request_error".into())
+    );
+    assert!(r.unparsed.is_empty(), "{:?}", r.unparsed);
+}
+
+#[test]
+fn corrupt_compressed_bodies_are_noted_not_parsed() {
+    let plain = fixture("basic", "response.json");
+    let mut body = gzip(&plain);
+    let n = body.len();
+    body[n - 6] ^= 0x55; // CRC-32 of the trailer
+    let r = run_encoded(
+        "basic",
+        200,
+        "application/json",
+        Some("gzip"),
+        &body,
+        &[],
+        1 << 20,
+    );
+    assert_eq!(
+        r.unparsed,
+        vec!["response: content-encoding gzip: checksum or length mismatch".to_string()]
+    );
+    assert!(r.choices.is_empty() && r.error.is_none());
+
+    // Garbage from the first byte.
+    let r = run_encoded(
+        "basic",
+        200,
+        "application/json",
+        Some("br"),
+        &plain,
+        &[],
+        1 << 20,
+    );
+    assert_eq!(r.unparsed.len(), 1, "{:?}", r.unparsed);
+    assert!(r.unparsed[0].starts_with("response: content-encoding br: "));
+    assert!(r.choices.is_empty());
+
+    // A stream corrupted half way keeps the events decoded before.
+    let sse = fixture("stream_text", "response.sse");
+    let mut body = compress_to_vec(&sse, 0); // stored blocks: bytes map one to one
+    let n = body.len();
+    body.truncate(n - 40);
+    body.extend_from_slice(&[0xff; 8]);
+    let r = run_encoded(
+        "stream_text",
+        200,
+        "text/event-stream",
+        Some("deflate"),
+        &body,
+        &[],
+        1 << 20,
+    );
+    assert!(
+        r.unparsed
+            .iter()
+            .any(|u| u.contains("content-encoding deflate")),
+        "{:?}",
+        r.unparsed
+    );
+    assert!(r.choices[0]
+        .message
+        .text()
+        .is_some_and(|t| t.starts_with("Sun")));
+}
+
+#[test]
+fn decompression_bombs_are_cut_at_the_cap() {
+    // 8 MiB of spaces after a JSON value: far over a 64 KiB cap once decoded.
+    let mut plain = fixture("basic", "response.json");
+    plain.resize(8 << 20, b' ');
+    let body = compress_to_vec_zlib(&plain, 9);
+    assert!(body.len() < 64 << 10);
+    let r = run_encoded(
+        "basic",
+        200,
+        "application/json",
+        Some("deflate"),
+        &body,
+        &[],
+        64 << 10,
+    );
+    assert!(r.truncated);
+    assert_eq!(
+        r.unparsed,
+        vec!["response: body incomplete or over max_body_bytes, not parsed".to_string()]
+    );
+
+    // A stream may decode to STREAM_DECODE_FACTOR times the cap, then stops.
+    let mut sse = fixture("stream_text", "response.sse");
+    let events = sse.clone();
+    while sse.len() < 4 << 20 {
+        sse.extend_from_slice(b": keep-alive padding padding padding padding\n\n");
+    }
+    sse.extend_from_slice(&events);
+    let body = gzip(&sse);
+    let cap = 16 << 10;
+    let r = run_encoded(
+        "stream_text",
+        200,
+        "text/event-stream",
+        Some("gzip"),
+        &body,
+        &[],
+        cap,
+    );
+    assert!(r.truncated);
+    assert_eq!(
+        r.choices[0].message.text().as_deref(),
+        Some("Sunset — warm 🌅"),
+        "what came before the cap is kept, nothing after it is decoded"
+    );
+    assert!(STREAM_DECODE_FACTOR * cap < sse.len());
+}
+
+#[test]
+fn unsupported_and_identity_encodings() {
+    let plain = fixture("basic", "response.json");
+    let r = run_encoded(
+        "basic",
+        200,
+        "application/json",
+        Some("zstd"),
+        &plain,
+        &[],
+        1 << 20,
+    );
+    assert_eq!(
+        r.unparsed,
+        vec!["response: content-encoding \"zstd\" is not supported, body not parsed".to_string()]
+    );
+    assert!(r.choices.is_empty());
+    let r = run_encoded(
+        "basic",
+        200,
+        "application/json",
+        Some("gzip, br"),
+        &plain,
+        &[],
+        1 << 20,
+    );
+    assert!(r.unparsed[0].contains("not supported"));
+    for identity in ["identity", "", " Identity ", "identity, identity"] {
+        let r = run_encoded(
+            "basic",
+            200,
+            "application/json",
+            Some(identity),
+            &plain,
+            &[],
+            1 << 20,
+        );
+        assert!(r.unparsed.is_empty(), "{identity:?}: {:?}", r.unparsed);
+        assert_eq!(r.choices[0].message.text().as_deref(), Some("Hi!"));
+    }
+}
+
+#[test]
+fn an_aborted_compressed_exchange_keeps_what_was_decoded() {
+    let sse = fixture("stream_text", "response.sse");
+    let body = gzip(&sse);
+    let mut c = Capture::new(start(), Protocol::OpenAiChat, 1 << 20);
+    c.request_chunk(Some(&fixture("stream_text", "request.json")), true);
+    c.response_headers(Some(200), Some("text/event-stream"), Some("gzip"));
+    c.response_chunk(&body[..body.len() - 30], 1_100 * MS);
+    let r = c.finish(1_500 * MS);
+    assert!(r.incomplete);
+    assert!(
+        r.unparsed.is_empty(),
+        "no decoding error for a cut exchange: {:?}",
+        r.unparsed
+    );
+    assert!(r.choices[0]
+        .message
+        .text()
+        .is_some_and(|t| t.starts_with("Sun")));
+}
+
+#[test]
+fn unknown_paths_on_a_route_are_recognised_by_body_shape() {
+    let request = br#"{"model":"claude-sonnet-4-5","system":"Be brief.","max_tokens":64,
+        "messages":[{"role":"user","content":"Hi"}]}"#;
+    let response = br#"{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929",
+        "content":[{"type":"text","text":"Hello!"}],"stop_reason":"end_turn",
+        "usage":{"input_tokens":12,"output_tokens":3}}"#;
+    let start = RequestStart {
+        path: "/internal/llm".into(),
+        authority: Some("gateway.local".into()),
+        ..start()
+    };
+    let start = RequestStart {
+        provider: String::new(),
+        ..start
+    };
+    let mut c = Capture::sniffing(start, 1 << 20);
+    c.request_chunk(Some(request), true);
+    c.response_headers(Some(200), Some("application/json"), None);
+    c.response_chunk(response, 1_100 * MS);
+    c.response_end();
+    let r = c.finish(1_200 * MS);
+    assert_eq!(
+        (r.operation, r.api, r.provider.as_str()),
+        ("chat", "messages", "anthropic")
+    );
+    assert_eq!(r.messages[0].role, "system");
+    assert_eq!(r.choices[0].message.text().as_deref(), Some("Hello!"));
+    assert_eq!(r.usage.input, Some(12));
+
+    let mut c = Capture::sniffing(
+        RequestStart {
+            provider: String::new(),
+            ..start_unknown()
+        },
+        1 << 20,
+    );
+    c.request_chunk(Some(b"{\"hello\":1}"), true);
+    c.response_headers(Some(200), Some("application/json"), None);
+    c.response_chunk(b"{}", 1_100 * MS);
+    c.response_end();
+    let r = c.finish(1_200 * MS);
+    assert_eq!(r.api, "unknown");
+    assert!(r.unparsed[0].contains("not recognised"), "{:?}", r.unparsed);
+}
+
+fn start_unknown() -> RequestStart {
+    RequestStart {
+        path: "/internal/other".into(),
+        ..start()
+    }
+}

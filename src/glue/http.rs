@@ -7,7 +7,6 @@
 use super::host;
 use super::root::Active;
 use crate::capture::{Capture, RequestStart};
-use crate::providers;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -37,12 +36,9 @@ impl FilterHttp {
         let Some(traced) = active.config.traced(&path, authority_str) else {
             return;
         };
-        let provider = match traced.provider {
-            Some(p) => p.to_string(),
-            None => providers::detect(authority_str, &path, traced.protocol).to_string(),
-        };
         let mut start = RequestStart {
-            provider,
+            // Empty: the capture names the provider once it knows the protocol.
+            provider: traced.provider.unwrap_or_default().to_string(),
             authority,
             user: non_empty(host::header(
                 MapType::HttpRequestHeaders,
@@ -70,11 +66,11 @@ impl FilterHttp {
                 Some("identity"),
             );
         }
-        self.capture = Some(Capture::new(
-            start,
-            traced.protocol,
-            active.config.max_body_bytes,
-        ));
+        let max_body = active.config.max_body_bytes;
+        self.capture = Some(match traced.protocol {
+            Some(protocol) => Capture::new(start, protocol, max_body),
+            None => Capture::sniffing(start, max_body),
+        });
     }
 
     /// Hands the record to the export queue, once.

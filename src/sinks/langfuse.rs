@@ -409,18 +409,26 @@ fn output_messages(r: &TraceRecord) -> String {
         .iter()
         .map(|c| PartsMessage {
             message: &c.message,
-            finish_reason: Some(otel_finish_reason(c.finish_reason.as_deref())),
+            finish_reason: Some(otel_finish_reason(
+                c.finish_reason.as_deref(),
+                r.error.is_some(),
+            )),
         })
         .collect();
     serde_json::to_string(&messages).unwrap_or_else(|_| "[]".into())
 }
 
-/// OTel's finish reasons are `stop`, `length`, `content_filter`, `tool_call` and `error`.
-fn otel_finish_reason(reason: Option<&str>) -> &str {
+/// OTel's finish reasons are `stop`, `length`, `content_filter`, `tool_call` and `error`; the
+/// schema requires one, so a provider that gives none (vLLM, an interrupted stream) gets `error`
+/// when the exchange failed and `stop` otherwise.
+fn otel_finish_reason(reason: Option<&str>, failed: bool) -> &str {
     match reason {
-        Some("tool_calls" | "function_call") => "tool_call",
+        Some("tool_calls" | "function_call" | "tool_use") => "tool_call",
+        Some("max_tokens" | "MAX_TOKENS" | "max_output_tokens") => "length",
+        Some("end_turn" | "STOP" | "stop_sequence") => "stop",
         Some(other) => other,
-        None => "error",
+        None if failed => "error",
+        None => "stop",
     }
 }
 

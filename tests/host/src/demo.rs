@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use serde_json::{json, Value};
 
 use crate::collector::{Collector, CollectorOptions, Received, Sink};
+use crate::fixtures::{Fixture, FIXTURE_HEADER};
 use crate::gateway::Gateway;
 use crate::http::{self, Request};
 use crate::mock_llm::{MockLlm, CHUNK_DELAY_HEADER, SCENARIO_HEADER};
@@ -52,15 +53,18 @@ struct Case {
     tools: bool,
     scenario: Option<&'static str>,
     prompt: &'static str,
+    /// Replay this repository fixture (`<protocol>/<case>`) instead of an OpenAI chat request.
+    fixture: Option<&'static str>,
 }
 
-const CASES: [Case; 6] = [
+const CASES: &[Case] = &[
     Case {
         kind: "chat",
         stream: false,
         tools: false,
         scenario: None,
         prompt: "Say hello to the demo audience.",
+        fixture: None,
     },
     Case {
         kind: "chat, streamed",
@@ -68,6 +72,7 @@ const CASES: [Case; 6] = [
         tools: false,
         scenario: None,
         prompt: "Greet me, token by token.",
+        fixture: None,
     },
     Case {
         kind: "tool call",
@@ -75,6 +80,7 @@ const CASES: [Case; 6] = [
         tools: true,
         scenario: Some("tool_calls"),
         prompt: "What is the weather in Paris?",
+        fixture: None,
     },
     Case {
         kind: "tool call, streamed",
@@ -82,6 +88,7 @@ const CASES: [Case; 6] = [
         tools: true,
         scenario: Some("tool_calls"),
         prompt: "And what is the weather in Paris now?",
+        fixture: None,
     },
     Case {
         kind: "stream, no usage",
@@ -89,6 +96,7 @@ const CASES: [Case; 6] = [
         tools: false,
         scenario: Some("no_usage"),
         prompt: "Stream without a usage chunk.",
+        fixture: None,
     },
     Case {
         kind: "upstream error",
@@ -96,6 +104,103 @@ const CASES: [Case; 6] = [
         tools: false,
         scenario: Some("error_500"),
         prompt: "This one fails upstream.",
+        fixture: None,
+    },
+    Case {
+        kind: "completions, streamed",
+        stream: true,
+        tools: false,
+        scenario: None,
+        prompt: "",
+        fixture: Some("openai_completions/stream"),
+    },
+    Case {
+        kind: "embeddings",
+        stream: false,
+        tools: false,
+        scenario: None,
+        prompt: "",
+        fixture: Some("openai_embeddings/basic"),
+    },
+    Case {
+        kind: "responses, streamed",
+        stream: true,
+        tools: false,
+        scenario: None,
+        prompt: "",
+        fixture: Some("openai_responses/stream_tools"),
+    },
+    Case {
+        kind: "anthropic, streamed",
+        stream: true,
+        tools: false,
+        scenario: None,
+        prompt: "",
+        fixture: Some("anthropic_messages/stream_text"),
+    },
+    Case {
+        kind: "anthropic tool use",
+        stream: false,
+        tools: false,
+        scenario: None,
+        prompt: "",
+        fixture: Some("anthropic_messages/tool_use"),
+    },
+    Case {
+        kind: "gemini, streamed",
+        stream: true,
+        tools: false,
+        scenario: None,
+        prompt: "",
+        fixture: Some("gemini/stream_text"),
+    },
+    Case {
+        kind: "vertex ai",
+        stream: false,
+        tools: false,
+        scenario: None,
+        prompt: "",
+        fixture: Some("gemini/vertex_basic"),
+    },
+    Case {
+        kind: "ollama chat, ndjson",
+        stream: true,
+        tools: false,
+        scenario: None,
+        prompt: "",
+        fixture: Some("ollama_chat/stream_tools"),
+    },
+    Case {
+        kind: "ollama generate",
+        stream: false,
+        tools: false,
+        scenario: None,
+        prompt: "",
+        fixture: Some("ollama_generate/basic"),
+    },
+    Case {
+        kind: "vllm generate",
+        stream: false,
+        tools: false,
+        scenario: None,
+        prompt: "",
+        fixture: Some("vllm_generate/basic"),
+    },
+    Case {
+        kind: "chat, gzip",
+        stream: false,
+        tools: false,
+        scenario: None,
+        prompt: "",
+        fixture: Some("openai_chat/gzip_json"),
+    },
+    Case {
+        kind: "chat stream, brotli",
+        stream: true,
+        tools: false,
+        scenario: None,
+        prompt: "",
+        fixture: Some("openai_chat/br_stream"),
     },
 ];
 
@@ -217,7 +322,7 @@ pub fn run(options: DemoOptions, out: &mut dyn Write) -> anyhow::Result<DemoRepo
     let mut statuses = Vec::new();
     for (i, case) in CASES.iter().enumerate() {
         let session = format!("demo-session-{}", i + 1);
-        let req = request(case, &session);
+        let req = request(case, &session)?;
         statuses.push(http::send(gateway.addr(), &req, REQUEST_TIMEOUT).map(|r| r.status));
     }
     let settled = gateway.settle(SETTLE_TIMEOUT)?;
@@ -282,7 +387,10 @@ pub fn run(options: DemoOptions, out: &mut dyn Write) -> anyhow::Result<DemoRepo
 }
 
 /// The HTTP request of a case.
-fn request(case: &Case, session: &str) -> Request {
+fn request(case: &Case, session: &str) -> anyhow::Result<Request> {
+    if let Some(id) = case.fixture {
+        return fixture_request(id, session);
+    }
     let mut body = json!({
         "model": "gpt-4o-mini",
         "messages": [
@@ -327,7 +435,23 @@ fn request(case: &Case, session: &str) -> Request {
             .push((CHUNK_DELAY_HEADER.into(), STREAM_EVENT_DELAY_MS.into()));
     }
     req.body = body.to_string().into_bytes();
-    req
+    Ok(req)
+}
+
+/// A recorded request of another API family, which the mock answers with the recording.
+fn fixture_request(id: &str, session: &str) -> anyhow::Result<Request> {
+    let fixture = Fixture::load(id).with_context(|| format!("loading fixture {id}"))?;
+    let mut req = Request::new("POST", &fixture.path);
+    req.headers = vec![
+        ("host".into(), fixture.authority.clone()),
+        ("content-type".into(), "application/json".into()),
+        ("x-user-id".into(), "demo-user".into()),
+        ("x-session-id".into(), session.into()),
+        (FIXTURE_HEADER.into(), id.into()),
+        (CHUNK_DELAY_HEADER.into(), STREAM_EVENT_DELAY_MS.into()),
+    ];
+    req.body = fixture.request;
+    Ok(req)
 }
 
 /// The value of OTLP attribute `key` of a span.

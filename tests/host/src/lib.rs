@@ -18,6 +18,7 @@ pub mod collector;
 pub mod demo;
 pub mod error;
 pub mod exchange;
+pub mod fixtures;
 pub mod gateway;
 pub mod har;
 mod host;

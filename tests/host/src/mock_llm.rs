@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::fixtures::{Fixture, FIXTURE_HEADER};
 use crate::http::{self, Request, ResponseWriter, ServerHandle};
 
 /// Request header selecting a scenario; see [`Scenario`].
@@ -638,6 +639,21 @@ fn send_error(w: &mut ResponseWriter, status: u16, extra: &[(&str, &str)], body:
 
 fn handle(shared: &Shared, req: Request, w: &mut ResponseWriter) {
     lock(&shared.requests).push(req.clone());
+    if let Some(id) = req.header(FIXTURE_HEADER) {
+        return match Fixture::load(id) {
+            Ok(fixture) => {
+                let delay = req
+                    .header(CHUNK_DELAY_HEADER)
+                    .and_then(|v| v.parse().ok())
+                    .map_or(Duration::ZERO, Duration::from_millis);
+                fixture.serve(w, delay);
+            }
+            Err(e) => {
+                let body = error_json(&format!("mock: {e}"), "invalid_request_error", None);
+                send_error(w, 400, &[], &body);
+            }
+        };
+    }
     let path = req.path.split('?').next().unwrap_or_default();
     if req.method != "POST" || !path.ends_with("/chat/completions") {
         let message = format!("Invalid URL ({} {})", req.method, req.path);
