@@ -13,6 +13,7 @@ pub mod openai_completions;
 pub mod openai_embeddings;
 pub mod openai_responses;
 pub mod vllm_generate;
+mod wire;
 
 use crate::record::{ErrorInfo, TraceRecord};
 use crate::sse::Event;

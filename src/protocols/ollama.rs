@@ -21,41 +21,16 @@
 //! than failing the request. A whole body holding several NDJSON lines (a stream sent without the
 //! NDJSON content type) is folded line by line. Nothing here calls the host.
 
+use super::wire::{lenient, stop_list, Stop};
 use super::{
     append_capped, inline_media, media_placeholder, set_once, ChunkEffect, ProtocolError,
     StreamFold,
 };
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::sse::Event;
-use serde::de::{Deserializer, IgnoredAny};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-
-/// Deserializes an optional value, taking a value of the wrong type as absent.
-fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Maybe<T> {
-        Value(T),
-        Other(IgnoredAny),
-    }
-    Ok(match Maybe::<T>::deserialize(d)? {
-        Maybe::Value(v) => Some(v),
-        Maybe::Other(_) => None,
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Stop {
-    One(String),
-    Many(Vec<String>),
-}
 
 #[derive(Deserialize, Default)]
 struct Options {
@@ -95,11 +70,7 @@ impl Options {
             seed: self.seed,
             // Ollama streams unless told not to.
             stream: stream.unwrap_or(true),
-            stop: match self.stop {
-                None => Vec::new(),
-                Some(Stop::One(s)) => vec![s],
-                Some(Stop::Many(v)) => v,
-            },
+            stop: stop_list(self.stop),
             ..Params::default()
         }
     }

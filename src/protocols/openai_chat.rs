@@ -6,6 +6,7 @@
 //! llama.cpp, …) speak the same shapes. Bodies are deserialized into typed structs that ignore
 //! unknown keys; nothing here calls the host.
 
+use super::wire::{stop_list, OpenAiUsage, Stop};
 use super::{append_capped, media_placeholder, set_once, ChunkEffect, ProtocolError, StreamFold};
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::sse::Event;
@@ -29,13 +30,6 @@ struct ChatRequest<'a> {
     stop: Option<Stop>,
     #[serde(borrow)]
     tools: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Stop {
-    One(String),
-    Many(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -107,11 +101,7 @@ pub fn parse_request(body: &[u8], record: &mut TraceRecord) -> Result<(), Protoc
         seed: req.seed,
         n: req.n,
         stream: req.stream.unwrap_or(false),
-        stop: match req.stop {
-            None => Vec::new(),
-            Some(Stop::One(s)) => vec![s],
-            Some(Stop::Many(v)) => v,
-        },
+        stop: stop_list(req.stop),
     };
     record.tools_json = req.tools.map(|t| t.get().to_string());
     record.messages = req.messages.into_iter().map(input_message).collect();
@@ -189,7 +179,7 @@ struct ChatResponse {
     system_fingerprint: Option<String>,
     #[serde(default)]
     choices: Vec<OutChoice>,
-    usage: Option<WireUsage>,
+    usage: Option<OpenAiUsage>,
 }
 
 #[derive(Deserialize)]
@@ -208,38 +198,6 @@ struct OutMessage {
     refusal: Option<String>,
     #[serde(default)]
     tool_calls: Vec<ToolCall>,
-}
-
-#[derive(Deserialize)]
-struct WireUsage {
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-    total_tokens: Option<u64>,
-    prompt_tokens_details: Option<PromptDetails>,
-    completion_tokens_details: Option<CompletionDetails>,
-}
-
-#[derive(Deserialize)]
-struct PromptDetails {
-    cached_tokens: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct CompletionDetails {
-    reasoning_tokens: Option<u64>,
-}
-
-impl From<WireUsage> for Usage {
-    fn from(u: WireUsage) -> Usage {
-        Usage {
-            input: u.prompt_tokens,
-            output: u.completion_tokens,
-            total: u.total_tokens,
-            cached_input: u.prompt_tokens_details.and_then(|d| d.cached_tokens),
-            cache_creation: None,
-            reasoning: u.completion_tokens_details.and_then(|d| d.reasoning_tokens),
-        }
-    }
 }
 
 /// Fills the response side of `record` from a non-streamed chat completion.
@@ -359,7 +317,7 @@ struct Chunk {
     system_fingerprint: Option<String>,
     #[serde(default)]
     choices: Vec<ChunkChoice>,
-    usage: Option<WireUsage>,
+    usage: Option<OpenAiUsage>,
     error: Option<ErrorDetail>,
 }
 

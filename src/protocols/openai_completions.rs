@@ -13,6 +13,7 @@
 //! nothing here calls the host.
 
 use super::openai_embeddings::TextInputs;
+use super::wire::{stop_list, OpenAiUsage, Stop};
 use super::{append_capped, set_once, ChunkEffect, ProtocolError, StreamFold};
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::sse::Event;
@@ -34,13 +35,6 @@ struct CompletionRequest {
     stop: Option<Stop>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Stop {
-    One(String),
-    Many(Vec<String>),
-}
-
 /// Fills the request side of `record` from a completion request body: model, parameters and
 /// one `user` message per prompt (token prompts described as `[N tokens]`).
 ///
@@ -59,11 +53,7 @@ pub fn parse_request(body: &[u8], record: &mut TraceRecord) -> Result<(), Protoc
         seed: req.seed,
         n: req.n,
         stream: req.stream.unwrap_or(false),
-        stop: match req.stop {
-            None => Vec::new(),
-            Some(Stop::One(s)) => vec![s],
-            Some(Stop::Many(v)) => v,
-        },
+        stop: stop_list(req.stop),
     };
     record.messages = req
         .prompt
@@ -85,7 +75,7 @@ struct CompletionResponse {
     model: Option<String>,
     system_fingerprint: Option<String>,
     choices: Option<Vec<OutChoice>>,
-    usage: Option<WireUsage>,
+    usage: Option<OpenAiUsage>,
 }
 
 #[derive(Deserialize)]
@@ -94,38 +84,6 @@ struct OutChoice {
     index: u32,
     text: Option<String>,
     finish_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct WireUsage {
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-    total_tokens: Option<u64>,
-    prompt_tokens_details: Option<PromptDetails>,
-    completion_tokens_details: Option<CompletionDetails>,
-}
-
-#[derive(Deserialize)]
-struct PromptDetails {
-    cached_tokens: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct CompletionDetails {
-    reasoning_tokens: Option<u64>,
-}
-
-impl From<WireUsage> for Usage {
-    fn from(u: WireUsage) -> Usage {
-        Usage {
-            input: u.prompt_tokens,
-            output: u.completion_tokens,
-            total: u.total_tokens,
-            cached_input: u.prompt_tokens_details.and_then(|d| d.cached_tokens),
-            cache_creation: None,
-            reasoning: u.completion_tokens_details.and_then(|d| d.reasoning_tokens),
-        }
-    }
 }
 
 /// An `assistant` message holding `text` (no part when it is empty).
@@ -172,7 +130,7 @@ struct Chunk {
     model: Option<String>,
     system_fingerprint: Option<String>,
     choices: Option<Vec<ChunkChoice>>,
-    usage: Option<WireUsage>,
+    usage: Option<OpenAiUsage>,
     error: Option<IgnoredAny>,
     object: Option<String>,
 }

@@ -20,37 +20,12 @@
 //! request's prompt, the prompt is removed. Error bodies are read by the OpenAI parser (the
 //! server sends plain HTTP errors). Nothing here calls the host.
 
+use super::wire::{lenient, stop_list, Stop};
 use super::{append_capped, ChunkEffect, ProtocolError, StreamFold};
 use crate::record::{Choice, Message, Params, Part, TraceRecord};
 use crate::sse::Event;
-use serde::de::{Deserializer, IgnoredAny};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-
-/// Deserializes an optional value, taking a value of the wrong type as absent.
-fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Maybe<T> {
-        Value(T),
-        Other(IgnoredAny),
-    }
-    Ok(match Maybe::<T>::deserialize(d)? {
-        Maybe::Value(v) => Some(v),
-        Maybe::Other(_) => None,
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Stop {
-    One(String),
-    Many(Vec<String>),
-}
 
 #[derive(Deserialize)]
 struct GenerateRequest<'a> {
@@ -100,11 +75,7 @@ pub fn parse_request(body: &[u8], record: &mut TraceRecord) -> Result<(), Protoc
         seed: req.seed,
         n: req.n,
         stream: req.stream.unwrap_or(false),
-        stop: match req.stop {
-            None => Vec::new(),
-            Some(Stop::One(s)) => vec![s],
-            Some(Stop::Many(v)) => v,
-        },
+        stop: stop_list(req.stop),
         ..Params::default()
     };
     let part = req.prompt.and_then(|raw| {
