@@ -50,6 +50,16 @@ pub struct Message {
 }
 
 impl Message {
+    /// A `system` message of `parts`; `None` when there are none, since an empty system prompt
+    /// is no message.
+    pub fn system(parts: Vec<Part>) -> Option<Message> {
+        (!parts.is_empty()).then(|| Message {
+            role: "system".into(),
+            parts,
+            ..Message::default()
+        })
+    }
+
     /// All text parts joined, for backends that take plain content.
     pub fn text(&self) -> Option<String> {
         let mut texts = self.parts.iter().filter_map(|p| match p {

@@ -95,17 +95,12 @@ pub fn parse_request(body: &[u8], record: &mut TraceRecord) -> Result<(), Protoc
         ..Params::default()
     };
     record.tools_json = req.tools.map(|t| t.get().to_string());
-    let mut messages = Vec::new();
-    if let Some(system) = req.system {
-        let parts = content_parts(system);
-        if !parts.is_empty() {
-            messages.push(Message {
-                role: "system".into(),
-                parts,
-                ..Message::default()
-            });
-        }
-    }
+    let mut messages: Vec<Message> = req
+        .system
+        .map(content_parts)
+        .and_then(Message::system)
+        .into_iter()
+        .collect();
     for m in req.messages.unwrap_or_default() {
         push_message(m, &mut messages);
     }

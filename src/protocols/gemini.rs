@@ -268,17 +268,12 @@ pub fn parse_request(body: &[u8], record: &mut TraceRecord) -> Result<(), Protoc
         ..Params::default()
     };
     record.tools_json = req.tools.map(|t| t.get().to_string());
-    let mut messages = Vec::new();
-    if let Some(system) = req.system_instruction {
-        let parts = system_parts(system);
-        if !parts.is_empty() {
-            messages.push(Message {
-                role: "system".into(),
-                parts,
-                ..Message::default()
-            });
-        }
-    }
+    let mut messages: Vec<Message> = req
+        .system_instruction
+        .map(system_parts)
+        .and_then(Message::system)
+        .into_iter()
+        .collect();
     for content in req.contents.unwrap_or_default() {
         push_content(content, &mut messages);
     }

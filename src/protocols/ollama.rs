@@ -257,14 +257,12 @@ pub fn parse_generate_request(body: &[u8], record: &mut TraceRecord) -> Result<(
     let req: GenerateRequest<'_> = serde_json::from_slice(body).map_err(ProtocolError::json)?;
     record.request_model = req.model;
     record.params = Options::from_raw(req.options).params(req.stream);
-    let mut messages = Vec::new();
-    if let Some(system) = req.system.filter(|s| !s.is_empty()) {
-        messages.push(Message {
-            role: "system".into(),
-            parts: vec![Part::Text(system)],
-            ..Message::default()
-        });
-    }
+    let mut messages: Vec<Message> = req
+        .system
+        .filter(|s| !s.is_empty())
+        .and_then(|s| Message::system(vec![Part::Text(s)]))
+        .into_iter()
+        .collect();
     let mut parts: Vec<Part> = req
         .prompt
         .filter(|p| !p.is_empty())
