@@ -25,18 +25,7 @@ fn start() -> RequestStart {
 /// Runs one exchange with the response cut at the given offsets; each chunk arrives 10 ms
 /// after the previous one.
 fn run(case: &str, status: u16, content_type: &str, body: &[u8], cuts: &[usize]) -> TraceRecord {
-    let mut c = Capture::new(start(), Protocol::OpenAiChat, 1 << 20);
-    c.request_chunk(Some(&fixture(case, "request.json")), true);
-    c.response_headers(Some(status), Some(content_type), None);
-    let mut at = 0;
-    let mut now = 1_100 * MS;
-    for &cut in cuts.iter().chain(std::iter::once(&body.len())) {
-        c.response_chunk(&body[at..cut], now);
-        at = cut;
-        now += 10 * MS;
-    }
-    c.response_end();
-    c.finish(2_000 * MS)
+    run_encoded(case, status, content_type, None, body, cuts, 1 << 20)
 }
 
 #[test]
