@@ -85,6 +85,7 @@ fn define(name: &str, kind: Kind) -> Option<u32> {
     let kind = match kind {
         Kind::Counter => MetricType::Counter,
         Kind::Gauge => MetricType::Gauge,
+        Kind::Histogram => MetricType::Histogram,
     };
     match hostcalls::define_metric(kind, name) {
         Ok(id) => Some(id),
