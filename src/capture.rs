@@ -10,6 +10,7 @@
 //! the body cap, a stream by [`STREAM_DECODE_FACTOR`] times it; past that decoding stops and the
 //! record is marked truncated. Other codings are noted in `record.unparsed` and not parsed.
 
+use crate::context::Context;
 use crate::decode::{self, BodyDecoder};
 use crate::protocols::{ChunkEffect, Protocol, StreamFold};
 use crate::providers;
@@ -30,10 +31,10 @@ pub struct RequestStart {
     pub authority: Option<String>,
     /// Provider for the route; empty means: detect it from host, path and protocol.
     pub provider: String,
-    /// End user from the configured header.
-    pub user: Option<String>,
-    /// Session from the configured header.
-    pub session: Option<String>,
+    /// Context from headers and defaults; the request body adds to it when `body_context`.
+    pub context: Context,
+    /// Read `user` and `metadata` from the request body into the context.
+    pub body_context: bool,
     /// Start time, Unix ns.
     pub now_ns: u64,
     /// W3C trace id.
@@ -69,6 +70,7 @@ pub struct Capture {
     protocol: Option<Protocol>,
     record: TraceRecord,
     max_body: usize,
+    body_context: bool,
     request: Vec<u8>,
     request_done: bool,
     response: Body,
@@ -88,7 +90,6 @@ impl Capture {
     /// ([`Protocol::sniff`]).
     pub fn sniffing(start: RequestStart, max_body: usize) -> Self {
         let record = TraceRecord {
-            trace_id: start.trace_id,
             span_id: start.span_id,
             entropy: start.entropy,
             start_ns: start.now_ns,
@@ -98,14 +99,19 @@ impl Capture {
             provider: start.provider,
             path: start.path,
             server_address: start.authority,
-            user: start.user,
-            session: start.session,
+            trace_id: start
+                .context
+                .parent
+                .as_ref()
+                .map_or(start.trace_id, |p| p.trace_id),
+            context: start.context,
             ..TraceRecord::default()
         };
         Capture {
             protocol: None,
             record,
             max_body,
+            body_context: start.body_context,
             request: Vec::new(),
             request_done: false,
             response: Body::Pending,
@@ -149,6 +155,9 @@ impl Capture {
         self.request_done = true;
         if self.request.is_empty() {
             return;
+        }
+        if self.body_context && !self.record.truncated {
+            self.record.context.apply_body(&self.request);
         }
         if self.protocol.is_none() {
             match Protocol::sniff(&self.request) {

@@ -4,7 +4,10 @@
 //! Parsing is strict: an unknown key or a value of the wrong type is an error that names the
 //! key path (`opik.timeout_ms`), so an operator sees exactly what to fix. No host calls.
 
+use crate::context::{ContextConfig, Defaults};
+use crate::pricing::{self, PriceTable};
 use crate::protocols::Protocol;
+use crate::redact::Redactor;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -48,9 +51,77 @@ pub struct LangfuseConfig {
     pub secret_key: String,
 }
 
+/// What of an exchange is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureMode {
+    /// Everything: messages, output, tools, usage, timing, context.
+    Full,
+    /// No input or output content: model, usage, cost, timing, status and context only.
+    Metadata,
+    /// Not traced at all.
+    Off,
+}
+
+impl CaptureMode {
+    fn parse(obj: &Obj<'_>, key: &str) -> Result<Option<CaptureMode>, ConfigError> {
+        Ok(match obj.string(key)?.as_deref() {
+            None => None,
+            Some("full") => Some(CaptureMode::Full),
+            Some("metadata") => Some(CaptureMode::Metadata),
+            Some("off") => Some(CaptureMode::Off),
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    path: obj.path(key),
+                    reason: "must be full, metadata or off",
+                })
+            }
+        })
+    }
+}
+
+/// Head sampling: which traced exchanges are exported.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// Share of exchanges exported, 0 to 1, decided on the trace id so that every exchange of
+    /// a distributed trace gets the same decision.
+    pub rate: f64,
+    /// Export failed exchanges whatever the rate.
+    pub keep_errors: bool,
+}
+
+impl Sampling {
+    /// Whether an exchange of `trace_id` is in the sample: the trace id's first 8 bytes, read
+    /// as a fraction of 2^64, fall below the rate.
+    pub fn samples(&self, trace_id: &[u8; 16]) -> bool {
+        if self.rate >= 1.0 {
+            return true;
+        }
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&trace_id[..8]);
+        (u64::from_be_bytes(head) as f64) < self.rate * 18_446_744_073_709_551_616.0
+    }
+}
+
+/// Log levels a configuration may set (`log_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Everything.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal operation (the default).
+    Info,
+    /// Problems the filter worked around.
+    Warn,
+    /// Failures: dropped records, rejected exports, bad configuration.
+    Error,
+}
+
 /// Which requests are traced, and as what.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Route {
+    /// Name, used as the `route` metric label (`default` when unnamed).
+    pub name: Option<String>,
     /// The request path (query excluded) must start with this.
     pub path_prefix: Option<String>,
     /// The request path (query excluded) must end with this.
@@ -62,6 +133,14 @@ pub struct Route {
     pub protocol: Option<Protocol>,
     /// Provider name reported for matching traffic; detected from host and path when absent.
     pub provider: Option<String>,
+    /// Context defaults for the route (between API-key and configuration defaults).
+    pub context: Option<Defaults>,
+    /// Capture mode for the route, overriding the configuration's.
+    pub capture: Option<CaptureMode>,
+    /// `inject_stream_usage` for the route, overriding the configuration's.
+    pub inject_stream_usage: Option<bool>,
+    /// `strip_request_metadata` for the route, overriding the configuration's.
+    pub strip_request_metadata: Option<bool>,
 }
 
 impl Route {
@@ -99,12 +178,14 @@ pub fn host_of(authority: &str) -> String {
 
 /// What a traced request is: its protocol (unknown until the body's shape tells, for routes
 /// whose path says nothing) and, when a route names one, its provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Traced<'a> {
     /// The API spoken, when the route or the path tells.
     pub protocol: Option<Protocol>,
     /// Provider given by the route, if any.
     pub provider: Option<&'a str>,
+    /// The matching route, when routes are configured.
+    pub route: Option<&'a Route>,
 }
 
 /// Export retry policy.
@@ -119,7 +200,7 @@ pub struct RetryConfig {
 }
 
 /// The whole, validated configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Traced routes, first match wins; empty means every path whose API is recognised.
     pub routes: Vec<Route>,
@@ -141,10 +222,33 @@ pub struct Config {
     pub retry: RetryConfig,
     /// Define and update proxy-wasm metrics (Kong ≤ 3.7 traps on them: set false there).
     pub metrics: bool,
-    /// Header whose value becomes the trace's user id.
-    pub user_header: String,
-    /// Header whose value becomes the trace's session id.
-    pub session_header: String,
+    /// How each exchange's context (user, session, tags, …) is gathered.
+    pub context: ContextConfig,
+    /// What is recorded, unless a route says otherwise.
+    pub capture: CaptureMode,
+    /// Request header by which a caller opts out (`request`, `response`, `all`); removed
+    /// before the request goes upstream.
+    pub omit_header: String,
+    /// Headers never recorded besides the built-in credential headers.
+    pub credential_headers: Vec<String>,
+    /// Head sampling.
+    pub sampling: Sampling,
+    /// Bytes kept per captured string (message part, tool arguments, …).
+    pub max_field_bytes: usize,
+    /// Estimated bytes per record; larger records lose their largest fields first.
+    pub max_record_bytes: usize,
+    /// Ask for usage in streamed OpenAI chat responses and hide the extra chunk from the client.
+    pub inject_stream_usage: bool,
+    /// Remove tracing-only `metadata` keys from request bodies before they go upstream.
+    pub strip_request_metadata: bool,
+    /// The filter's log level, when configured.
+    pub log_level: Option<LogLevel>,
+    /// Distinct model names per metric before further ones are counted as `other`.
+    pub metrics_max_models: usize,
+    /// Model prices: the built-in table with `pricing` entries over it.
+    pub pricing: PriceTable,
+    /// Redaction rules applied to every captured string.
+    pub redact: Redactor,
     /// Opik sink, when configured.
     pub opik: Option<OpikConfig>,
     /// Langfuse sink, when configured.
@@ -207,6 +311,19 @@ impl std::error::Error for ConfigError {}
 
 const ROOT_KEYS: &[&str] = &[
     "routes",
+    "context",
+    "capture",
+    "omit_header",
+    "credential_headers",
+    "sampling",
+    "max_field_bytes",
+    "max_record_bytes",
+    "inject_stream_usage",
+    "strip_request_metadata",
+    "log_level",
+    "metrics_max_models",
+    "pricing",
+    "redact",
     "max_body_bytes",
     "force_identity_encoding",
     "flush_interval_ms",
@@ -216,8 +333,6 @@ const ROOT_KEYS: &[&str] = &[
     "queue_max_bytes",
     "retry",
     "metrics",
-    "user_header",
-    "session_header",
     "opik",
     "langfuse",
 ];
@@ -241,6 +356,7 @@ impl Config {
         })?;
         match value {
             Value::String(inner) => Config::parse(inner.as_bytes()),
+            Value::Object(map) => Config::from_value(&Value::Object(legacy::translate(map)?)),
             other => Config::from_value(&other),
         }
     }
@@ -275,8 +391,25 @@ impl Config {
             queue_max_bytes: obj.uint("queue_max_bytes", 16 << 20, 1024, 1 << 30)? as usize,
             retry,
             metrics: obj.boolean("metrics", true)?,
-            user_header: obj.header_name("user_header", "x-user-id")?,
-            session_header: obj.header_name("session_header", "x-session-id")?,
+            context: ContextConfig::parse(obj.get("context"))?,
+            capture: CaptureMode::parse(&obj, "capture")?.unwrap_or(CaptureMode::Full),
+            omit_header: obj.header_name("omit_header", "x-llm-tracer-omit")?,
+            credential_headers: obj.header_names("credential_headers")?.unwrap_or_default(),
+            sampling: parse_sampling(obj.get("sampling"))?,
+            max_field_bytes: obj.uint("max_field_bytes", 32 << 10, 256, 16 << 20)? as usize,
+            max_record_bytes: obj.uint("max_record_bytes", 3_000_000, 16 << 10, 3_500_000)?
+                as usize,
+            inject_stream_usage: obj.boolean("inject_stream_usage", false)?,
+            strip_request_metadata: obj.boolean("strip_request_metadata", false)?,
+            log_level: parse_log_level(&obj)?,
+            metrics_max_models: obj.uint("metrics_max_models", 20, 1, 500)? as usize,
+            pricing: PriceTable::new(
+                obj.get("pricing")
+                    .map(pricing::parse_overrides)
+                    .transpose()?
+                    .unwrap_or_default(),
+            ),
+            redact: Redactor::from_config(obj.get("redact"))?,
             opik: obj.get("opik").map(parse_opik).transpose()?,
             langfuse: obj.get("langfuse").map(parse_langfuse).transpose()?,
         })
@@ -295,13 +428,34 @@ impl Config {
             return Protocol::detect(path).map(|protocol| Traced {
                 protocol: Some(protocol),
                 provider: None,
+                route: None,
             });
         }
         let route = self.routes.iter().find(|r| r.matches(path, authority))?;
         Some(Traced {
             protocol: route.protocol.or_else(|| Protocol::detect(path)),
             provider: route.provider.as_deref(),
+            route: Some(route),
         })
+    }
+
+    /// The capture mode for a request on `route`.
+    pub fn capture_for(&self, route: Option<&Route>) -> CaptureMode {
+        route.and_then(|r| r.capture).unwrap_or(self.capture)
+    }
+
+    /// Whether streamed usage is injected on `route`.
+    pub fn inject_stream_usage_for(&self, route: Option<&Route>) -> bool {
+        route
+            .and_then(|r| r.inject_stream_usage)
+            .unwrap_or(self.inject_stream_usage)
+    }
+
+    /// Whether tracing metadata is stripped from request bodies on `route`.
+    pub fn strip_request_metadata_for(&self, route: Option<&Route>) -> bool {
+        route
+            .and_then(|r| r.strip_request_metadata)
+            .unwrap_or(self.strip_request_metadata)
     }
 }
 
@@ -317,7 +471,18 @@ fn parse_routes(value: Option<&Value>) -> Result<Vec<Route>, ConfigError> {
     for (i, item) in items.iter().enumerate() {
         let path = format!("routes[{i}]");
         let r = Obj::new(item, &path)?;
-        r.only(&["path_prefix", "path_suffix", "host", "protocol", "provider"])?;
+        r.only(&[
+            "name",
+            "path_prefix",
+            "path_suffix",
+            "host",
+            "protocol",
+            "provider",
+            "context",
+            "capture",
+            "inject_stream_usage",
+            "strip_request_metadata",
+        ])?;
         let protocol = match r.string("protocol")? {
             None => None,
             Some(name) => Some(Protocol::from_name(&name).ok_or(ConfigError::Invalid {
@@ -325,7 +490,19 @@ fn parse_routes(value: Option<&Value>) -> Result<Vec<Route>, ConfigError> {
                 reason: "unknown protocol (see the README for the list)",
             })?),
         };
+        let optional_bool = |key: &str| match r.get(key) {
+            None => Ok(None),
+            Some(_) => r.boolean(key, false).map(Some),
+        };
         let route = Route {
+            name: r.non_blank("name")?,
+            context: r
+                .get("context")
+                .map(|v| Defaults::parse(v, &r.path("context")))
+                .transpose()?,
+            capture: CaptureMode::parse(&r, "capture")?,
+            inject_stream_usage: optional_bool("inject_stream_usage")?,
+            strip_request_metadata: optional_bool("strip_request_metadata")?,
             path_prefix: r.string("path_prefix")?,
             path_suffix: r.string("path_suffix")?,
             host: r.string("host")?.map(|h| h.to_ascii_lowercase()),
@@ -341,6 +518,46 @@ fn parse_routes(value: Option<&Value>) -> Result<Vec<Route>, ConfigError> {
         routes.push(route);
     }
     Ok(routes)
+}
+
+fn parse_sampling(value: Option<&Value>) -> Result<Sampling, ConfigError> {
+    let mut sampling = Sampling {
+        rate: 1.0,
+        keep_errors: true,
+    };
+    let Some(value) = value else {
+        return Ok(sampling);
+    };
+    let obj = Obj::new(value, "sampling")?;
+    obj.only(&["rate", "keep_errors"])?;
+    if let Some(rate) = obj.get("rate") {
+        sampling.rate =
+            rate.as_f64()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .ok_or(ConfigError::Invalid {
+                    path: "sampling.rate".into(),
+                    reason: "must be a number from 0 to 1",
+                })?;
+    }
+    sampling.keep_errors = obj.boolean("keep_errors", true)?;
+    Ok(sampling)
+}
+
+fn parse_log_level(obj: &Obj<'_>) -> Result<Option<LogLevel>, ConfigError> {
+    Ok(match obj.string("log_level")?.as_deref() {
+        None => None,
+        Some("trace") => Some(LogLevel::Trace),
+        Some("debug") => Some(LogLevel::Debug),
+        Some("info") | Some("notice") => Some(LogLevel::Info),
+        Some("warn") | Some("warning") => Some(LogLevel::Warn),
+        Some("error") | Some("err") | Some("crit") | Some("critical") => Some(LogLevel::Error),
+        Some(_) => {
+            return Err(ConfigError::Invalid {
+                path: "log_level".into(),
+                reason: "must be trace, debug, info, warn or error",
+            })
+        }
+    })
 }
 
 fn parse_endpoint(obj: &Obj<'_>) -> Result<Endpoint, ConfigError> {
@@ -450,13 +667,13 @@ fn parse_langfuse(value: &Value) -> Result<LangfuseConfig, ConfigError> {
 }
 
 /// A JSON object being read, with its path for error messages.
-struct Obj<'a> {
+pub(crate) struct Obj<'a> {
     map: &'a Map<String, Value>,
     prefix: &'a str,
 }
 
 impl<'a> Obj<'a> {
-    fn new(value: &'a Value, prefix: &'a str) -> Result<Self, ConfigError> {
+    pub(crate) fn new(value: &'a Value, prefix: &'a str) -> Result<Self, ConfigError> {
         match value {
             Value::Object(map) => Ok(Obj { map, prefix }),
             _ => Err(ConfigError::WrongType {
@@ -470,7 +687,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn path(&self, key: &str) -> String {
+    pub(crate) fn path(&self, key: &str) -> String {
         if self.prefix.is_empty() {
             key.to_string()
         } else {
@@ -478,18 +695,24 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn only(&self, known: &[&str]) -> Result<(), ConfigError> {
+    pub(crate) fn only(&self, known: &[&str]) -> Result<(), ConfigError> {
         match self.map.keys().find(|k| !known.contains(&k.as_str())) {
             Some(k) => Err(ConfigError::UnknownKey { path: self.path(k) }),
             None => Ok(()),
         }
     }
 
-    fn get(&self, key: &str) -> Option<&'a Value> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Value> {
         self.map.get(key).filter(|v| !v.is_null())
     }
 
-    fn uint(&self, key: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    pub(crate) fn uint(
+        &self,
+        key: &str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
         let Some(v) = self.get(key) else {
             return Ok(default);
         };
@@ -506,7 +729,7 @@ impl<'a> Obj<'a> {
         Ok(n)
     }
 
-    fn boolean(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+    pub(crate) fn boolean(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
         match self.get(key) {
             None => Ok(default),
             Some(v) => v.as_bool().ok_or(ConfigError::WrongType {
@@ -516,7 +739,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
+    pub(crate) fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -527,7 +750,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn non_blank(&self, key: &str) -> Result<Option<String>, ConfigError> {
+    pub(crate) fn non_blank(&self, key: &str) -> Result<Option<String>, ConfigError> {
         match self.string(key)? {
             Some(s) if s.trim().is_empty() => Err(ConfigError::Invalid {
                 path: self.path(key),
@@ -537,13 +760,37 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn header_name(&self, key: &str, default: &str) -> Result<String, ConfigError> {
+    /// The object's entries in document order.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&'a String, &'a Value)> {
+        self.map.iter()
+    }
+
+    /// An array of HTTP header names, lowercased; `None` when absent.
+    pub(crate) fn header_names(&self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
+        let Some(value) = self.get(key) else {
+            return Ok(None);
+        };
+        let items = value.as_array().ok_or(ConfigError::WrongType {
+            path: self.path(key),
+            expected: "an array of header names",
+        })?;
+        let mut names = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let name = item.as_str().unwrap_or("");
+            if !is_header_name(name) {
+                return Err(ConfigError::Invalid {
+                    path: format!("{}[{i}]", self.path(key)),
+                    reason: "must be an HTTP header name",
+                });
+            }
+            names.push(name.to_ascii_lowercase());
+        }
+        Ok(Some(names))
+    }
+
+    pub(crate) fn header_name(&self, key: &str, default: &str) -> Result<String, ConfigError> {
         let name = self.string(key)?.unwrap_or_else(|| default.to_string());
-        let valid = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b));
-        if !valid {
+        if !is_header_name(&name) {
             return Err(ConfigError::Invalid {
                 path: self.path(key),
                 reason: "must be an HTTP header name",
@@ -552,6 +799,16 @@ impl<'a> Obj<'a> {
         Ok(name.to_ascii_lowercase())
     }
 }
+
+/// Whether `name` is an HTTP header name (an RFC 9110 token).
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b))
+}
+
+mod legacy;
 
 #[cfg(test)]
 mod tests {
@@ -567,6 +824,7 @@ mod tests {
         let chat = Some(Traced {
             protocol: Some(Protocol::OpenAiChat),
             provider: None,
+            route: None,
         });
         assert_eq!(c.traced("/v1/chat/completions", "api.openai.com"), chat);
         assert_eq!(
@@ -617,7 +875,8 @@ mod tests {
         let custom = c.traced("/custom/anything", "gw").and_then(|t| t.protocol);
         assert_eq!(custom, Some(Protocol::AnthropicMessages));
         let quoted = serde_json::to_string(json).expect("encode");
-        assert_eq!(Config::parse(quoted.as_bytes()).expect("string form"), c);
+        let from_string = Config::parse(quoted.as_bytes()).expect("string form");
+        assert_eq!(format!("{from_string:?}"), format!("{c:?}"));
     }
 
     #[test]
@@ -654,8 +913,18 @@ mod tests {
             (r#"[1]"#, "`(root)` must be an object"),
             (r#"{"#, "not valid JSON"),
             (
-                r#"{"user_header":"bad header"}"#,
-                "`user_header` is invalid",
+                r#"{"omit_header":"bad header"}"#,
+                "`omit_header` is invalid",
+            ),
+            (r#"{"capture":"some"}"#, "`capture` is invalid"),
+            (
+                r#"{"routes":[{"host":"x","capture":"none"}]}"#,
+                "`routes[0].capture` is invalid",
+            ),
+            (r#"{"sampling":{"rate":1.5}}"#, "`sampling.rate` is invalid"),
+            (
+                r#"{"routes":[{"host":"x","inject_stream_usage":"yes"}]}"#,
+                "`routes[0].inject_stream_usage` must be true or false",
             ),
         ];
         for (input, expected) in cases {

@@ -8,16 +8,23 @@
 
 pub mod capture;
 pub mod config;
+pub mod context;
 pub mod decode;
 pub mod export;
 pub mod ids;
 pub mod metrics;
+pub mod policy;
+pub mod pricing;
 pub mod protocols;
 pub mod providers;
 pub mod record;
+pub mod redact;
+pub mod rewrite;
+pub mod sha256;
 pub mod sinks;
 pub mod sse;
 pub mod timestamp;
+pub mod trim;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;

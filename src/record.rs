@@ -4,6 +4,9 @@
 //! clock gave them (milliseconds resolution on Kong). Counts that a provider did not report are
 //! `None`, never 0. No host calls.
 
+use crate::context::Context;
+use crate::pricing::Cost;
+
 /// One part of a message's content.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Part {
@@ -209,10 +212,13 @@ pub struct TraceRecord {
     pub unparsed: Vec<String>,
     /// The response was streamed (SSE).
     pub streamed: bool,
-    /// End user, from the configured header.
-    pub user: Option<String>,
-    /// Session / conversation, from the configured header.
-    pub session: Option<String>,
+    /// Who made the exchange, in which conversation and project, with which tags and
+    /// metadata, under which caller's trace.
+    pub context: Context,
+    /// Estimated cost, when the model is in the price table and usage is known.
+    pub cost: Option<Cost>,
+    /// The price-table entry the model resolved to, when it did.
+    pub priced_as: Option<String>,
 }
 
 impl TraceRecord {
@@ -220,6 +226,23 @@ impl TraceRecord {
     pub fn ttft_ms(&self) -> Option<f64> {
         self.first_token_ns
             .map(|t| t.saturating_sub(self.start_ns) as f64 / 1e6)
+    }
+
+    /// Mean time per output token after the first, in milliseconds:
+    /// (end − first token) / (output tokens − 1). Needs a first-token time and two or more
+    /// output tokens.
+    pub fn time_per_output_token_ms(&self) -> Option<f64> {
+        let first = self.first_token_ns?;
+        let output = self.usage.output.filter(|&n| n > 1)?;
+        let ms = self.end_ns.saturating_sub(first) as f64 / 1e6;
+        Some(ms / (output - 1) as f64)
+    }
+
+    /// Output tokens per second over the whole exchange.
+    pub fn output_tokens_per_second(&self) -> Option<f64> {
+        let output = self.usage.output?;
+        let secs = self.end_ns.saturating_sub(self.start_ns) as f64 / 1e9;
+        (secs > 0.0).then(|| output as f64 / secs)
     }
 
     /// Finish reasons of all choices, in choice order.
