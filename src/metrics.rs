@@ -1,8 +1,13 @@
-//! Names of the proxy-wasm metrics the filter defines. Hosts add their own prefix: Kong 3.9
-//! exports `pw_llm_tracer_<name>` through its Prometheus plugin, Envoy stores
-//! `wasmcustom.<name>` and shows `<name>` on `/stats/prometheus`. Names are snake_case with a
-//! unit suffix; the `llm_tracer_` prefix keeps them apart from other filters on Envoy, where
-//! the plugin name is not part of the stat name.
+//! The proxy-wasm metrics the filter defines: names, labels and what an exchange adds.
+//!
+//! Hosts add their own prefix: Kong 3.9 exports `pw_llm_tracer_<name>` through its Prometheus
+//! plugin, Envoy stores `wasmcustom.<name>` and shows `<name>` on `/stats/prometheus`. Names are
+//! snake_case with a unit suffix; the `llm_tracer_` prefix keeps them apart from other filters
+//! on Envoy, where the plugin name is not part of the stat name. proxy-wasm metrics have no
+//! labels, so labels travel as `_<label>=<value>` fragments of the name, which
+//! [`LABEL_PATTERNS`] turn back into Prometheus labels on both gateways.
+
+use crate::record::TraceRecord;
 
 /// Kind of a metric, as proxy-wasm defines them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,21 +183,80 @@ pub fn labelled(base: &Metric, values: &[&str]) -> String {
     name
 }
 
-/// Exchanges traced (records handed to the exporter).
-pub const TRACED: &str = "llm_tracer_traced_exchanges_total";
-/// Traced exchanges that ended in an error (upstream error status, provider error, abort).
-pub const ERRORS: &str = "llm_tracer_error_exchanges_total";
+/// The catalog entry named `name`.
+pub fn find(name: &str) -> Option<&'static Metric> {
+    CATALOG.iter().find(|m| m.name == name)
+}
 
-/// Per-sink metric names, in the order [`sink_metrics`] returns them.
-pub const SINK_METRICS: [(&str, Kind); 5] = [
-    ("sent_records_total", Kind::Counter),
-    ("retries_total", Kind::Counter),
-    ("dropped_records_total", Kind::Counter),
-    ("rejected_records_total", Kind::Counter),
-    ("queue_records", Kind::Gauge),
-];
+/// Bounds the distinct model label values: the first `max` models seen keep their name, any
+/// later one is counted as `other`, so a client sending random model names cannot grow the
+/// gateway's metric store without bound.
+#[derive(Debug, Clone, Default)]
+pub struct ModelLabels {
+    seen: Vec<String>,
+    max: usize,
+}
 
-/// The full names of a sink's metrics: `llm_tracer_export_<sink>_<metric>`.
-pub fn sink_metrics(sink: &str) -> [(String, Kind); 5] {
-    SINK_METRICS.map(|(m, kind)| (format!("llm_tracer_export_{sink}_{m}"), kind))
+impl ModelLabels {
+    /// Keeps up to `max` distinct model names.
+    pub fn new(max: usize) -> Self {
+        ModelLabels {
+            seen: Vec::new(),
+            max,
+        }
+    }
+
+    /// The label value for `model` (`unknown` when none).
+    pub fn label(&mut self, model: Option<&str>) -> String {
+        let Some(model) = model.map(str::trim).filter(|m| !m.is_empty()) else {
+            return "unknown".into();
+        };
+        let value = label_value(model);
+        if self.seen.contains(&value) {
+            return value;
+        }
+        if self.seen.len() < self.max {
+            self.seen.push(value.clone());
+            return value;
+        }
+        "other".into()
+    }
+}
+
+/// What one exchange adds to the exchange metrics: `(metric name, value)` for counters, and the
+/// observations of histograms, all under the same labels.
+pub fn exchange_updates(record: &TraceRecord) -> Vec<(&'static str, u64)> {
+    let u = &record.usage;
+    let mut out = vec![("llm_tracer_requests_total", 1)];
+    if record.error.is_some() {
+        out.push(("llm_tracer_errors_total", 1));
+    }
+    let tokens = [
+        ("llm_tracer_input_tokens_total", u.input),
+        ("llm_tracer_output_tokens_total", u.output),
+        ("llm_tracer_cached_input_tokens_total", u.cached_input),
+        ("llm_tracer_reasoning_tokens_total", u.reasoning),
+    ];
+    out.extend(
+        tokens
+            .into_iter()
+            .filter_map(|(name, n)| n.filter(|&n| n > 0).map(|n| (name, n))),
+    );
+    if let Some(cost) = &record.cost {
+        let micro = (cost.total * 1e6).round();
+        if micro.is_finite() && micro >= 1.0 {
+            out.push(("llm_tracer_cost_microusd_total", micro as u64));
+        }
+    }
+    out.push((
+        "llm_tracer_latency_ms",
+        record.end_ns.saturating_sub(record.start_ns) / 1_000_000,
+    ));
+    if let Some(ttft) = record.first_token_ns {
+        out.push((
+            "llm_tracer_ttft_ms",
+            ttft.saturating_sub(record.start_ns) / 1_000_000,
+        ));
+    }
+    out
 }

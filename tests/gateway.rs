@@ -154,9 +154,10 @@ fn non_streamed_chat_reaches_both_backends() {
         assert_eq!(span["model"], "gpt-4o-mini-2024-07-18");
         assert_eq!(span["usage"]["total_tokens"], 24);
         assert_eq!(span["output"]["choices"][0]["message"]["content"], "Hi!");
-        assert_eq!(span["metadata"]["user_id"], "user-7");
+        // The body's `user` outranks the `x-user-id` header.
+        assert_eq!(span["metadata"]["user_id"], "end-user-9");
         assert_eq!(attr(&otlp, "gen_ai.usage.output_tokens")["intValue"], "3");
-        assert_eq!(attr(&otlp, "user.id")["stringValue"], "user-7");
+        assert_eq!(attr(&otlp, "user.id")["stringValue"], "end-user-9");
         assert_eq!(otlp["status"]["code"], 1);
         // Credentials of the client never leave in an export.
         for r in rig.collector.received() {
@@ -171,18 +172,19 @@ fn non_streamed_chat_reaches_both_backends() {
             "self-hosted Opik: no key"
         );
         assert_eq!(
-            rig.host.metric("llm_tracer_traced_exchanges_total"),
-            Some(1),
-            "{p:?}"
-        );
-        assert_eq!(
-            rig.host.metric("llm_tracer_export_opik_sent_records_total"),
+            rig.host.metric_total("llm_tracer_requests_total"),
             Some(1),
             "{p:?}"
         );
         assert_eq!(
             rig.host
-                .metric("llm_tracer_export_langfuse_sent_records_total"),
+                .metric("llm_tracer_export_sent_records_total_sink=opik"),
+            Some(1),
+            "{p:?}"
+        );
+        assert_eq!(
+            rig.host
+                .metric("llm_tracer_export_sent_records_total_sink=langfuse"),
             Some(1),
             "{p:?}"
         );
@@ -279,7 +281,7 @@ fn upstream_errors_become_error_records() {
         let (_, span, otlp) = exported(&mut rig);
         assert_eq!(span["error_info"]["exception_type"], "503");
         assert_eq!(attr(&otlp, "error.type")["stringValue"], "503");
-        assert_eq!(rig.host.metric("llm_tracer_error_exchanges_total"), Some(1));
+        assert_eq!(rig.host.metric_total("llm_tracer_errors_total"), Some(1));
     }
 }
 
@@ -330,11 +332,11 @@ fn refused_connections_are_retried_then_dropped_and_counted() {
             .all(|c| matches!(c.result, CalloutResult::Failed(_))));
         assert_eq!(
             rig.host
-                .metric("llm_tracer_export_opik_dropped_records_total"),
+                .metric("llm_tracer_export_dropped_records_total_sink=opik"),
             Some(1)
         );
         assert_eq!(
-            rig.host.metric("llm_tracer_export_opik_retries_total"),
+            rig.host.metric("llm_tracer_export_retries_total_sink=opik"),
             Some(3)
         );
         // The other sink is unaffected.
@@ -358,16 +360,16 @@ fn backend_500_then_204_loses_nothing() {
         assert_eq!(rig.collector.otlp_spans().len(), 2);
         let retries = rig
             .host
-            .metric("llm_tracer_export_opik_retries_total")
+            .metric("llm_tracer_export_retries_total_sink=opik")
             .unwrap_or(0)
             + rig
                 .host
-                .metric("llm_tracer_export_langfuse_retries_total")
+                .metric("llm_tracer_export_retries_total_sink=langfuse")
                 .unwrap_or(0);
         assert_eq!(retries, 2);
         assert_eq!(
             rig.host
-                .metric("llm_tracer_export_opik_dropped_records_total"),
+                .metric("llm_tracer_export_dropped_records_total_sink=opik"),
             Some(0)
         );
     }
@@ -383,11 +385,11 @@ fn backend_4xx_drops_the_batch_with_one_error_log() {
         rig.host.settle(10);
         let rejected = rig
             .host
-            .metric("llm_tracer_export_opik_rejected_records_total")
+            .metric("llm_tracer_export_rejected_records_total_sink=opik")
             .unwrap_or(0)
             + rig
                 .host
-                .metric("llm_tracer_export_langfuse_rejected_records_total")
+                .metric("llm_tracer_export_rejected_records_total_sink=langfuse")
                 .unwrap_or(0);
         assert_eq!(rejected, 1, "{p:?}");
         let errors: Vec<_> = rig

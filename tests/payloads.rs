@@ -5,13 +5,14 @@
 
 use llm_tracer::capture::{Capture, RequestStart};
 use llm_tracer::config::Config;
+use llm_tracer::context::{Context, OpikParent, Parent};
 use llm_tracer::protocols::Protocol;
 use llm_tracer::record::TraceRecord;
 use llm_tracer::sinks::langfuse::LangfuseSink;
 use llm_tracer::sinks::opik::OpikSink;
 use llm_tracer::sinks::Sink;
 use llm_tracer_host::validate::Specs;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::rc::Rc;
 
 const MS: u64 = 1_000_000;
@@ -82,8 +83,8 @@ fn record(case: &Case, n: u8) -> TraceRecord {
         path: "/v1/chat/completions".into(),
         authority: Some("api.openai.com".into()),
         provider: "openai".into(),
-        user: Some("user-123".into()),
-        session: Some("conv-42".into()),
+        context: context(),
+        body_context: true,
         now_ns: START,
         trace_id: [n; 16],
         span_id: [n.wrapping_add(1); 8],
@@ -107,7 +108,30 @@ fn record(case: &Case, n: u8) -> TraceRecord {
     if case.complete {
         c.response_end();
     }
-    c.finish(START + 1_250 * MS)
+    let mut record = c.finish(START + 1_250 * MS);
+    llm_tracer::policy::price(&mut record, &config());
+    record
+}
+
+/// A context with every field set, as headers and defaults would give it.
+fn context() -> Context {
+    let mut ctx = Context {
+        user: Some("user-123".into()),
+        session: Some("conv-42".into()),
+        chat_id: Some("chat-7".into()),
+        message_id: Some("msg-9".into()),
+        organization_id: Some("org-1".into()),
+        project_id: Some("proj-2".into()),
+        release: Some("1.4.0".into()),
+        environment: Some("staging".into()),
+        tags: vec!["beta".into(), "search".into()],
+        ..Context::default()
+    };
+    ctx.metadata.insert("team".into(), json!("search"));
+    ctx.metadata.insert("tier".into(), json!(2));
+    ctx.metadata
+        .insert("provider".into(), json!("clashes with a built-in key"));
+    ctx
 }
 
 fn records() -> Vec<Rc<TraceRecord>> {
@@ -225,7 +249,8 @@ fn langfuse_otlp_validates_against_otlp_and_genai_schemas() {
     assert_eq!(basic["startTimeUnixNano"], "1785585600000000000");
     assert_eq!(attr(basic, "gen_ai.usage.input_tokens")["intValue"], "21");
     assert_eq!(attr(basic, "session.id")["stringValue"], "conv-42");
-    assert_eq!(attr(basic, "user.id")["stringValue"], "user-123");
+    // The request body names its end user (`user`), which outranks headers.
+    assert_eq!(attr(basic, "user.id")["stringValue"], "end-user-9");
     // Cached tokens leave Langfuse's `input`: 1120 prompt tokens, 1024 of them cached.
     let details = attr(&spans[1], "langfuse.observation.usage_details")["stringValue"]
         .as_str()
@@ -272,4 +297,117 @@ fn payloads_never_carry_credentials() {
             );
         }
     }
+}
+
+#[test]
+fn context_cost_and_parents_reach_both_backends_in_spec() {
+    let specs = specs();
+    let config = config();
+    let mut joined = record(&CASES[0], 9);
+    joined.context.parent = Some(Parent {
+        trace_id: [0xab; 16],
+        span_id: [0xcd; 8],
+        sampled: true,
+        tracestate: Some("vendor=x".into()),
+    });
+    joined.trace_id = [0xab; 16];
+    let mut linked = record(&CASES[1], 10);
+    linked.context.opik_parent = Some(OpikParent {
+        trace_id: "0193e2c4-0000-7000-8000-000000000001".into(),
+        span_id: Some("0193e2c4-0000-7000-8000-000000000002".into()),
+        project_name: Some("agents".into()),
+    });
+    let records = vec![
+        Rc::new(joined),
+        Rc::new(linked),
+        Rc::new(record(&CASES[0], 11)),
+    ];
+
+    let opik = OpikSink::new(config.opik.clone().expect("opik")).encode(&records);
+    let traces = json(&opik[0].body);
+    let spans = json(&opik[1].body);
+    assert!(
+        specs.opik_trace_batch(&traces).is_empty(),
+        "{:#?}",
+        specs.opik_trace_batch(&traces)
+    );
+    assert!(
+        specs.opik_span_batch(&spans).is_empty(),
+        "{:#?}",
+        specs.opik_span_batch(&spans)
+    );
+    let traces = traces["traces"].as_array().expect("traces");
+    let spans = spans["spans"].as_array().expect("spans");
+    assert_eq!(
+        traces.len(),
+        2,
+        "the linked exchange joins an existing Opik trace"
+    );
+    assert_eq!(spans.len(), 3);
+    assert_eq!(spans[1]["trace_id"], "0193e2c4-0000-7000-8000-000000000001");
+    assert_eq!(
+        spans[1]["parent_span_id"],
+        "0193e2c4-0000-7000-8000-000000000002"
+    );
+    assert_eq!(spans[1]["project_name"], "agents");
+    // Two exchanges of one W3C trace share the Opik trace id, whatever their start times.
+    let mut later = record(&CASES[0], 12);
+    later.context.parent = records[0].context.parent.clone();
+    later.trace_id = [0xab; 16];
+    later.start_ns += 60_000 * MS;
+    let (a, _) = llm_tracer::sinks::opik::ids(&records[0]);
+    let (b, _) = llm_tracer::sinks::opik::ids(&later);
+    assert_eq!(a, b);
+    let span = &spans[0];
+    assert_eq!(
+        span["tags"],
+        json!(["llm-tracer", "openai", "beta", "search"])
+    );
+    assert_eq!(span["metadata"]["chat_id"], "chat-7");
+    assert_eq!(span["metadata"]["team"], "search");
+    assert_eq!(span["metadata"]["provider"], "openai", "built-in keys win");
+    assert_eq!(span["metadata"]["cost.priced_as"], "gpt-4o-mini");
+    let cost = span["total_estimated_cost"].as_f64().expect("cost");
+    let price = config.pricing.lookup("gpt-4o-mini").expect("priced").price;
+    // 21 input and 3 output tokens.
+    let expected = (21.0 * price.input + 3.0 * price.output) / 1e6;
+    assert!((cost - expected).abs() < 1e-12, "{cost} vs {expected}");
+    assert_eq!(traces[0]["thread_id"], "conv-42");
+
+    let body = json(
+        &LangfuseSink::new(config.langfuse.clone().expect("langfuse")).encode(&records)[0].body,
+    );
+    assert!(
+        specs.otlp_traces(&body).is_empty(),
+        "{:#?}",
+        specs.otlp_traces(&body)
+    );
+    let lf_spans = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        .as_array()
+        .expect("spans");
+    assert_eq!(lf_spans[0]["traceId"], "abababababababababababababababab");
+    assert_eq!(lf_spans[0]["parentSpanId"], "cdcdcdcdcdcdcdcd");
+    assert_eq!(lf_spans[0]["traceState"], "vendor=x");
+    let attr = |key: &str| {
+        lf_spans[0]["attributes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|kv| kv["key"] == key))
+            .map(|kv| kv["value"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(attr("langfuse.release")["stringValue"], "1.4.0");
+    assert_eq!(attr("langfuse.environment")["stringValue"], "staging");
+    assert_eq!(
+        attr("langfuse.trace.metadata.team")["stringValue"],
+        "search"
+    );
+    assert_eq!(attr("langfuse.trace.metadata.tier")["intValue"], "2");
+    let details: Value = serde_json::from_str(
+        attr("langfuse.observation.cost_details")["stringValue"]
+            .as_str()
+            .expect("cost details"),
+    )
+    .expect("JSON");
+    assert!((details["total"].as_f64().expect("total") - expected).abs() < 1e-12);
+    assert!(lf_spans[2].get("parentSpanId").is_none());
 }

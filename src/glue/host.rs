@@ -3,9 +3,11 @@
 //! and reads header values as bytes (the SDK's string getters panic on invalid UTF-8).
 
 use crate::export::{Dispatch, DispatchError, SinkStats};
-use crate::metrics::{self, Kind};
+use crate::metrics::{self, Kind, ModelLabels};
+use crate::record::TraceRecord;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, MetricType};
+use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Host time in Unix nanoseconds (millisecond resolution on Kong).
@@ -68,10 +70,11 @@ impl Dispatch for HostDispatch {
     }
 }
 
-/// Metric ids, defined once per root context; updates mirror the exporter's counters.
+/// Metric ids, defined when first needed (a name per label set) and kept per root context;
+/// export updates mirror the exporter's counters.
 pub struct Metrics {
-    traced: Option<u32>,
-    errors: Option<u32>,
+    ids: HashMap<String, Option<u32>>,
+    models: ModelLabels,
     sinks: Vec<SinkMetrics>,
 }
 
@@ -80,6 +83,15 @@ struct SinkMetrics {
     ids: [Option<u32>; 5],
     last: SinkStats,
 }
+
+/// The export metrics, in the order [`Metrics::export_stats`] updates them.
+const SINK_METRICS: [&str; 5] = [
+    "llm_tracer_export_sent_records_total",
+    "llm_tracer_export_retries_total",
+    "llm_tracer_export_dropped_records_total",
+    "llm_tracer_export_rejected_records_total",
+    "llm_tracer_export_queue_records",
+];
 
 fn define(name: &str, kind: Kind) -> Option<u32> {
     let kind = match kind {
@@ -103,27 +115,54 @@ fn add(id: Option<u32>, delta: u64) {
 }
 
 impl Metrics {
-    /// Defines the filter's metrics for the given sinks.
-    pub fn define(sinks: &[&'static str]) -> Self {
+    /// Defines the export metrics of the given sinks; exchange metrics are defined as label
+    /// sets appear, with at most `max_models` distinct model values.
+    pub fn define(sinks: &[&'static str], max_models: usize) -> Self {
+        let sink_ids = |sink: &str| {
+            SINK_METRICS.map(|name| {
+                let metric = metrics::find(name)?;
+                define(&metrics::labelled(metric, &[sink]), metric.kind)
+            })
+        };
         Metrics {
-            traced: define(metrics::TRACED, Kind::Counter),
-            errors: define(metrics::ERRORS, Kind::Counter),
+            ids: HashMap::new(),
+            models: ModelLabels::new(max_models),
             sinks: sinks
                 .iter()
                 .map(|&name| SinkMetrics {
                     name,
-                    ids: metrics::sink_metrics(name).map(|(n, kind)| define(&n, kind)),
+                    ids: sink_ids(name),
                     last: SinkStats::default(),
                 })
                 .collect(),
         }
     }
 
-    /// Counts one traced exchange.
-    pub fn traced(&self, error: bool) {
-        add(self.traced, 1);
-        if error {
-            add(self.errors, 1);
+    /// Counts one finished exchange under its provider, model and route.
+    pub fn exchange(&mut self, record: &TraceRecord, route: &str) {
+        let model = record
+            .response_model
+            .as_deref()
+            .or(record.request_model.as_deref());
+        let model = self.models.label(model);
+        let labels = [record.provider.as_str(), model.as_str(), route];
+        for (name, value) in metrics::exchange_updates(record) {
+            let Some(metric) = metrics::find(name) else {
+                continue;
+            };
+            let full = metrics::labelled(metric, &labels);
+            let id = *self
+                .ids
+                .entry(full)
+                .or_insert_with_key(|full| define(full, metric.kind));
+            match metric.kind {
+                Kind::Histogram => {
+                    if let Some(id) = id {
+                        let _ = hostcalls::record_metric(id, value);
+                    }
+                }
+                _ => add(id, value),
+            }
         }
     }
 
@@ -143,5 +182,13 @@ impl Metrics {
             }
             m.last = now;
         }
+    }
+}
+
+/// A property as text (lossy on invalid UTF-8); `None` when absent or unreadable.
+pub fn property(path: &[&str]) -> Option<String> {
+    match hostcalls::get_property(path.to_vec()) {
+        Ok(Some(bytes)) if !bytes.is_empty() => Some(String::from_utf8_lossy(&bytes).into_owned()),
+        _ => None,
     }
 }

@@ -5,7 +5,7 @@
 
 use super::host::{self, HostDispatch, Metrics};
 use super::http::FilterHttp;
-use crate::config::Config;
+use crate::config::{Config, LogLevel};
 use crate::export::Exporter;
 use crate::ids::IdGen;
 use proxy_wasm::hostcalls;
@@ -25,6 +25,8 @@ pub struct Active {
     pub ids: RefCell<IdGen>,
     /// Metric handles, when metrics are enabled.
     pub metrics: Option<RefCell<Metrics>>,
+    /// The host is Envoy (it has `plugin_vm_id`); otherwise Kong.
+    pub envoy: bool,
 }
 
 /// The root context.
@@ -132,9 +134,19 @@ fn activate(config: Config) -> Active {
     let exporter = Exporter::new(&config);
     let metrics = config.metrics.then(|| {
         let names: Vec<&'static str> = exporter.stats().map(|(name, _, _)| name).collect();
-        RefCell::new(Metrics::define(&names))
+        RefCell::new(Metrics::define(&names, config.metrics_max_models))
     });
+    if let Some(level) = config.log_level {
+        proxy_wasm::set_log_level(match level {
+            LogLevel::Trace => proxy_wasm::types::LogLevel::Trace,
+            LogLevel::Debug => proxy_wasm::types::LogLevel::Debug,
+            LogLevel::Info => proxy_wasm::types::LogLevel::Info,
+            LogLevel::Warn => proxy_wasm::types::LogLevel::Warn,
+            LogLevel::Error => proxy_wasm::types::LogLevel::Error,
+        });
+    }
     Active {
+        envoy: host::property(&["plugin_vm_id"]).is_some(),
         exporter: RefCell::new(exporter),
         ids: RefCell::new(IdGen::new(host::random_seed())),
         metrics,

@@ -7,7 +7,7 @@
 //! `langfuse.*` attributes that pin trace name, user, session, usage and completion start.
 //! OTLP/JSON rules: lowercase hex ids, enums as integers, int64 as decimal strings.
 
-use super::{api_path, split_authority, OutboundRequest, Sink};
+use super::{api_path, cost_details, extra_metadata, split_authority, OutboundRequest, Sink};
 use crate::config::{Endpoint, LangfuseConfig};
 use crate::ids::hex;
 use crate::record::{Message, Part, TraceRecord};
@@ -15,6 +15,8 @@ use crate::timestamp::iso8601;
 use base64::Engine as _;
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
+use serde_json::Value;
+use std::borrow::Cow;
 use std::rc::Rc;
 
 /// Instrumentation scope and `service.name` the spans carry.
@@ -132,6 +134,10 @@ impl Serialize for Spans<'_> {
 struct Span<'a> {
     trace_id: String,
     span_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_span_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_state: Option<&'a str>,
     name: String,
     kind: u8,
     start_time_unix_nano: String,
@@ -150,13 +156,16 @@ struct Status<'a> {
 /// An OTLP `KeyValue`.
 #[derive(Serialize)]
 struct Kv<'a> {
-    key: &'a str,
+    key: Cow<'a, str>,
     value: Any<'a>,
 }
 
 impl<'a> Kv<'a> {
-    fn new(key: &'a str, value: Any<'a>) -> Self {
-        Kv { key, value }
+    fn new(key: impl Into<Cow<'a, str>>, value: Any<'a>) -> Self {
+        Kv {
+            key: key.into(),
+            value,
+        }
     }
 }
 
@@ -168,6 +177,8 @@ enum Any<'a> {
     Double(f64),
     Bool(bool),
     StrArray(Vec<&'a str>),
+    /// A JSON value: strings, numbers and booleans as themselves, anything else as JSON text.
+    Json(Value),
 }
 
 impl Serialize for Any<'_> {
@@ -179,6 +190,13 @@ impl Serialize for Any<'_> {
             Any::Int(v) => m.serialize_entry("intValue", &v.to_string())?,
             Any::Double(v) => m.serialize_entry("doubleValue", v)?,
             Any::Bool(v) => m.serialize_entry("boolValue", v)?,
+            Any::Json(Value::String(v)) => m.serialize_entry("stringValue", v)?,
+            Any::Json(Value::Bool(v)) => m.serialize_entry("boolValue", v)?,
+            Any::Json(Value::Number(n)) => match n.as_u64() {
+                Some(i) => m.serialize_entry("intValue", &i.to_string())?,
+                None => m.serialize_entry("doubleValue", &n.as_f64().unwrap_or(0.0))?,
+            },
+            Any::Json(other) => m.serialize_entry("stringValue", &other.to_string())?,
             Any::StrArray(values) => {
                 let values: Vec<_> = values.iter().map(|v| Any::Str(v)).collect();
                 m.serialize_entry("arrayValue", &ArrayValue { values })?
@@ -201,9 +219,12 @@ fn span(r: &TraceRecord) -> Span<'_> {
             e.message.as_str()
         }
     });
+    let parent = r.context.parent.as_ref();
     Span {
         trace_id: hex(&r.trace_id),
         span_id: hex(&r.span_id),
+        parent_span_id: parent.map(|p| hex(&p.span_id)),
+        trace_state: parent.and_then(|p| p.tracestate.as_deref()),
         name: super::opik::span_name(r),
         kind: 3,
         start_time_unix_nano: r.start_ns.to_string(),
@@ -231,9 +252,12 @@ fn attributes<'a>(r: &'a TraceRecord, error_message: Option<&'a str>) -> Vec<Kv<
     push_str("gen_ai.request.model", &r.request_model);
     push_str("gen_ai.response.model", &r.response_model);
     push_str("gen_ai.response.id", &r.response_id);
-    push_str("gen_ai.conversation.id", &r.session);
-    push_str("session.id", &r.session);
-    push_str("user.id", &r.user);
+    let ctx = &r.context;
+    push_str("gen_ai.conversation.id", &ctx.session);
+    push_str("session.id", &ctx.session);
+    push_str("user.id", &ctx.user);
+    push_str("langfuse.release", &ctx.release);
+    push_str("langfuse.environment", &ctx.environment);
     push_str(
         "gen_ai.openai.response.system_fingerprint",
         &r.system_fingerprint,
@@ -314,11 +338,22 @@ fn attributes<'a>(r: &'a TraceRecord, error_message: Option<&'a str>) -> Vec<Kv<
         "generation"
     };
     a.push(Kv::new("langfuse.observation.type", Any::Str(observation)));
-    a.push(Kv::new("langfuse.trace.name", Any::Str(r.api)));
-    a.push(Kv::new(
-        "langfuse.trace.tags",
-        Any::StrArray(vec!["llm-tracer", r.provider.as_str()]),
-    ));
+    let trace_name = ctx.trace_name.as_deref().unwrap_or(r.api);
+    a.push(Kv::new("langfuse.trace.name", Any::Str(trace_name)));
+    let mut tags = vec!["llm-tracer", r.provider.as_str()];
+    for tag in &ctx.tags {
+        if !tags.contains(&tag.as_str()) {
+            tags.push(tag);
+        }
+    }
+    a.push(Kv::new("langfuse.trace.tags", Any::StrArray(tags)));
+    if let Some(cost) = &r.cost {
+        a.push(Kv::new(
+            "langfuse.observation.cost_details",
+            Any::Owned(cost_details(cost).to_string()),
+        ));
+        a.push(Kv::new("gen_ai.usage.cost", Any::Double(cost.total)));
+    }
     a.push(Kv::new("url.path", Any::Str(&r.path)));
     if let Some(status) = r.status {
         a.push(Kv::new(
@@ -341,6 +376,12 @@ fn attributes<'a>(r: &'a TraceRecord, error_message: Option<&'a str>) -> Vec<Kv<
     }
     if r.truncated {
         a.push(Kv::new("llm_tracer.truncated", Any::Bool(true)));
+    }
+    for (key, value) in extra_metadata(r, &[]) {
+        a.push(Kv::new(
+            format!("langfuse.trace.metadata.{key}"),
+            Any::Json(value),
+        ));
     }
     a
 }

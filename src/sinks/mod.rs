@@ -6,7 +6,9 @@ pub mod langfuse;
 pub mod opik;
 
 use crate::config::Endpoint;
+use crate::pricing::Cost;
 use crate::record::TraceRecord;
+use serde_json::Value;
 use std::rc::Rc;
 
 /// One HTTP request for the host to dispatch (always `POST`).
@@ -78,6 +80,84 @@ pub fn classify(sink: &dyn Sink, status: Option<u16>, retry_after_s: Option<u64>
 }
 
 /// Joins the endpoint's base path and an API path.
+/// Metadata both backends get besides the exchange's own fields: the context (ids, release,
+/// environment, the caller's metadata), cost details or why there is no cost, and derived
+/// timings. Keys in `taken` (the sink's own metadata keys) are never repeated.
+pub(crate) fn extra_metadata(r: &TraceRecord, taken: &[&str]) -> Vec<(String, Value)> {
+    let c = &r.context;
+    let mut out: Vec<(String, Value)> = Vec::new();
+    let fields = [
+        ("user_id", &c.user),
+        ("session_id", &c.session),
+        ("chat_id", &c.chat_id),
+        ("message_id", &c.message_id),
+        ("organization_id", &c.organization_id),
+        ("project_id", &c.project_id),
+        ("release", &c.release),
+        ("environment", &c.environment),
+    ];
+    for (key, value) in fields {
+        if let Some(v) = value {
+            out.push((key.into(), Value::String(v.clone())));
+        }
+    }
+    if let Some(cost) = &r.cost {
+        out.push(("cost".into(), cost_details(cost)));
+        if let Some(entry) = &r.priced_as {
+            out.push(("cost.priced_as".into(), Value::String(entry.clone())));
+        }
+    } else if !r.usage.is_empty() {
+        out.push((
+            "cost.status".into(),
+            Value::String("not computed: model not in the price table".into()),
+        ));
+    }
+    let timings = [
+        (
+            "latency_ms",
+            Some(r.end_ns.saturating_sub(r.start_ns) as f64 / 1e6),
+        ),
+        ("ttft_ms", r.ttft_ms()),
+        ("time_per_output_token_ms", r.time_per_output_token_ms()),
+        ("output_tokens_per_second", r.output_tokens_per_second()),
+    ];
+    for (key, value) in timings {
+        if let Some(n) = value.and_then(serde_json::Number::from_f64) {
+            out.push((key.into(), Value::Number(n)));
+        }
+    }
+    for (k, v) in &c.metadata {
+        let clash = taken.contains(&k.as_str()) || out.iter().any(|(o, _)| o == k);
+        if !clash {
+            out.push((k.clone(), v.clone()));
+        }
+    }
+    out
+}
+
+/// Cost parts in USD, as `{input, output, cache_read, cache_write, reasoning, total}` with zero
+/// parts left out (total always present).
+pub(crate) fn cost_details(cost: &Cost) -> Value {
+    let mut m = serde_json::Map::new();
+    let parts = [
+        ("input", cost.input),
+        ("output", cost.output),
+        ("cache_read", cost.cache_read),
+        ("cache_write", cost.cache_write),
+        ("reasoning", cost.reasoning),
+    ];
+    for (key, usd) in parts {
+        if usd > 0.0 {
+            if let Some(n) = serde_json::Number::from_f64(usd) {
+                m.insert(key.into(), Value::Number(n));
+            }
+        }
+    }
+    let total = serde_json::Number::from_f64(cost.total).unwrap_or_else(|| 0.into());
+    m.insert("total".into(), Value::Number(total));
+    Value::Object(m)
+}
+
 pub(crate) fn api_path(endpoint: &Endpoint, path: &str) -> String {
     let mut p = String::with_capacity(endpoint.base_path.len() + path.len());
     p.push_str(&endpoint.base_path);

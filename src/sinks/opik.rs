@@ -7,7 +7,7 @@
 //! integration (`{"messages": …}`, `{"choices": …}`). Opik Cloud takes the API key raw in
 //! `authorization` (no `Bearer`) plus `Comet-Workspace`; self-hosted takes neither.
 
-use super::{api_path, OutboundRequest, Sink};
+use super::{api_path, extra_metadata, OutboundRequest, Sink};
 use crate::config::{Endpoint, OpikConfig};
 use crate::ids::uuid_v7;
 use crate::providers::opik_name;
@@ -58,10 +58,12 @@ impl Sink for OpikSink {
 
     fn encode(&self, records: &[Rc<TraceRecord>]) -> Vec<OutboundRequest> {
         let project = self.config.project_name.as_deref();
+        // An exchange that joins an existing Opik trace adds a span to it, not a trace.
         let traces = Batch {
             key: "traces",
             items: records
                 .iter()
+                .filter(|r| r.context.opik_parent.is_none())
                 .map(|r| Item::Trace(TraceItem::new(r, project))),
         };
         let spans = Batch {
@@ -83,15 +85,31 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-/// The trace's and the span's Opik ids, both UUIDv7 at the request start.
+/// The trace's and the span's Opik ids, UUIDv7 at the request start. An exchange that names an
+/// Opik trace (`current_span_data`) uses that trace's id. An exchange in a caller's W3C trace
+/// gets a trace id made from the W3C trace id alone, so that every exchange of that trace,
+/// through any gateway worker, lands in one Opik trace; its UUID time field is then the trace
+/// id's first 48 bits rather than a time.
 pub fn ids(record: &TraceRecord) -> (String, String) {
     let ms = record.start_ns / 1_000_000;
-    let mut trace_tail = [0u8; 10];
-    trace_tail.copy_from_slice(&record.trace_id[..10]);
     let mut span_tail = [0u8; 10];
     span_tail[..8].copy_from_slice(&record.span_id);
     span_tail[8..].copy_from_slice(&record.entropy[..2]);
-    (uuid_v7(ms, &trace_tail), uuid_v7(ms, &span_tail))
+    let span = uuid_v7(ms, &span_tail);
+    let ctx = &record.context;
+    if let Some(parent) = &ctx.opik_parent {
+        return (parent.trace_id.clone(), span);
+    }
+    let mut trace_tail = [0u8; 10];
+    trace_tail.copy_from_slice(&record.trace_id[6..]);
+    let trace_ms = if ctx.parent.is_some() {
+        let mut head = [0u8; 8];
+        head[2..].copy_from_slice(&record.trace_id[..6]);
+        u64::from_be_bytes(head)
+    } else {
+        ms
+    };
+    (uuid_v7(trace_ms, &trace_tail), span)
 }
 
 struct Batch<I> {
@@ -157,17 +175,27 @@ impl Serialize for Item<'_> {
             Item::Span(t) => (t, true),
         };
         let r = item.r;
+        let ctx = &r.context;
         let mut m = s.serialize_map(None)?;
         if span {
             m.serialize_entry("id", &item.span_id)?;
             m.serialize_entry("trace_id", &item.trace_id)?;
+            if let Some(parent) = ctx.opik_parent.as_ref().and_then(|p| p.span_id.as_ref()) {
+                m.serialize_entry("parent_span_id", parent)?;
+            }
             m.serialize_entry("type", "llm")?;
             m.serialize_entry("name", &span_name(r))?;
         } else {
             m.serialize_entry("id", &item.trace_id)?;
-            m.serialize_entry("name", r.api)?;
+            m.serialize_entry("name", ctx.trace_name.as_deref().unwrap_or(r.api))?;
         }
-        if let Some(p) = item.project {
+        let project = ctx
+            .opik_parent
+            .as_ref()
+            .and_then(|p| p.project_name.as_deref())
+            .or(ctx.project_name.as_deref())
+            .or(item.project);
+        if let Some(p) = project {
             m.serialize_entry("project_name", p)?;
         }
         m.serialize_entry("start_time", &iso8601(r.start_ns))?;
@@ -175,7 +203,7 @@ impl Serialize for Item<'_> {
         m.serialize_entry("input", &Input(r))?;
         m.serialize_entry("output", &Output(r))?;
         m.serialize_entry("metadata", &Metadata(r))?;
-        m.serialize_entry("tags", &["llm-tracer", opik_name(&r.provider)])?;
+        m.serialize_entry("tags", &Tags(r))?;
         if let Some(ttft) = r.ttft_ms() {
             m.serialize_entry("ttft", &ttft)?;
         }
@@ -190,7 +218,12 @@ impl Serialize for Item<'_> {
             if !r.usage.is_empty() {
                 m.serialize_entry("usage", &UsageMap(r))?;
             }
-        } else if let Some(session) = &r.session {
+            // Opik's schema has `minimum: 0` with the OpenAPI 3.0 boolean exclusiveMinimum;
+            // a zero cost is left out rather than risk a validator reading it as exclusive.
+            if let Some(total) = r.cost.map(|c| c.total).filter(|t| *t > 0.0) {
+                m.serialize_entry("total_estimated_cost", &total)?;
+            }
+        } else if let Some(session) = &ctx.session {
             m.serialize_entry("thread_id", session)?;
         }
         m.end()
@@ -356,6 +389,51 @@ fn raw_json(text: &str) -> Option<Box<RawValue>> {
 
 struct Metadata<'a>(&'a TraceRecord);
 
+/// The keys [`Metadata`] writes itself.
+const METADATA_KEYS: &[&str] = &[
+    "created_from",
+    "provider",
+    "path",
+    "stream",
+    "request_model",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "frequency_penalty",
+    "presence_penalty",
+    "seed",
+    "n",
+    "stop",
+    "response_id",
+    "system_fingerprint",
+    "finish_reasons",
+    "http.status_code",
+    "server.address",
+    "incomplete",
+    "truncated",
+    "unparsed",
+];
+
+/// `llm-tracer`, the provider, then the context's tags.
+struct Tags<'a>(&'a TraceRecord);
+
+impl Serialize for Tags<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let provider = opik_name(&r.provider);
+        let mut seq = s.serialize_seq(None)?;
+        seq.serialize_element("llm-tracer")?;
+        seq.serialize_element(provider)?;
+        for tag in &r.context.tags {
+            if tag != "llm-tracer" && tag != provider {
+                seq.serialize_element(tag)?;
+            }
+        }
+        seq.end()
+    }
+}
+
 impl Serialize for Metadata<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.0;
@@ -384,8 +462,6 @@ impl Serialize for Metadata<'_> {
             m.serialize_entry("finish_reasons", &reasons)?;
         }
         opt(&mut m, "http.status_code", &r.status)?;
-        opt(&mut m, "user_id", &r.user)?;
-        opt(&mut m, "session_id", &r.session)?;
         opt(&mut m, "server.address", &r.server_address)?;
         if r.incomplete {
             m.serialize_entry("incomplete", &true)?;
@@ -395,6 +471,9 @@ impl Serialize for Metadata<'_> {
         }
         if !r.unparsed.is_empty() {
             m.serialize_entry("unparsed", &r.unparsed)?;
+        }
+        for (key, value) in extra_metadata(r, METADATA_KEYS) {
+            m.serialize_entry(&key, &value)?;
         }
         m.end()
     }

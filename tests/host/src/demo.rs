@@ -670,20 +670,21 @@ struct FilterMetrics {
 
 fn export_metrics(host: &mut crate::Host) -> FilterMetrics {
     FilterMetrics {
-        traced: host.metric("llm_tracer_traced_exchanges_total"),
-        errors: host.metric("llm_tracer_error_exchanges_total"),
+        traced: host.metric_total("llm_tracer_requests_total"),
+        errors: host.metric_total("llm_tracer_errors_total"),
         sinks: SINKS
             .iter()
             .map(|sink| {
-                let values = SINK_COLUMNS
-                    .map(|(suffix, _)| host.metric(&format!("llm_tracer_export_{sink}_{suffix}")));
+                let values = SINK_COLUMNS.map(|(suffix, _)| {
+                    host.metric(&format!("llm_tracer_export_{suffix}_sink={sink}"))
+                });
                 (*sink, values)
             })
             .collect(),
         example_name: host
             .metrics()
             .into_keys()
-            .find(|k| k.ends_with("llm_tracer_traced_exchanges_total")),
+            .find(|k| k.contains("llm_tracer_export_sent_records_total")),
     }
 }
 
@@ -695,7 +696,7 @@ fn write_metrics(
     let naming = m
         .example_name
         .as_deref()
-        .map(|n| n.replace("llm_tracer_traced_exchanges_total", "<name>"))
+        .map(|n| n.replace("llm_tracer_export_sent_records_total", "<name>"))
         .unwrap_or_else(|| "none defined".to_string());
     writeln!(
         out,

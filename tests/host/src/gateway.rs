@@ -411,10 +411,10 @@ impl Worker {
 /// Whether every traced exchange left every sink, by the filter's metrics; `None` when the
 /// filter defines no metrics to tell.
 fn exports_drained(host: &Host) -> Option<bool> {
-    let traced = host.metric("llm_tracer_traced_exchanges_total")?;
+    let traced = host.metric_total("llm_tracer_requests_total")?;
     let mut any_sink = false;
     for sink in ["opik", "langfuse"] {
-        let metric = |m: &str| host.metric(&format!("llm_tracer_export_{sink}_{m}"));
+        let metric = |m: &str| host.metric(&format!("llm_tracer_export_{m}_sink={sink}"));
         let Some(sent) = metric("sent_records_total") else {
             continue;
         };

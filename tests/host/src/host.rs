@@ -582,6 +582,25 @@ impl Host {
             .map(|m| m.value.as_i64())
     }
 
+    /// The sum over every label set of the metric the filter defined as `base` plus label
+    /// fragments (`<base>_provider=openai_model=…`), or as `base` itself; histograms count
+    /// observations. `None` when no such metric was defined.
+    pub fn metric_total(&self, base: &str) -> Option<i64> {
+        let full = self.cfg.rules.metric_name(&self.cfg.opts, base).ok()?;
+        let labelled = format!("{full}_");
+        let mut found = None;
+        for m in &self.store.data().rec.metrics {
+            let matches = m.name == full
+                || m.name
+                    .strip_prefix(&labelled)
+                    .is_some_and(|rest| rest.split('_').next().is_some_and(|f| f.contains('=')));
+            if matches {
+                *found.get_or_insert(0) += m.value.as_i64();
+            }
+        }
+        found
+    }
+
     /// Every captured log line (`proxy_log`, stdout/stderr, host messages).
     pub fn logs(&self) -> Vec<LogLine> {
         self.store.data().rec.logs.clone()

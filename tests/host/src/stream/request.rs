@@ -83,13 +83,31 @@ impl Host {
     }
 
     /// The filter let the buffered request body through.
+    ///
+    /// Kong sets `content_length_n` from the body the filter leaves (`ngx_http_wasm_set_req_body`),
+    /// so a request whose body the filter replaced goes upstream with a matching
+    /// `content-length`; Envoy sends the headers as the filter left them.
     pub(super) fn body_passed(&mut self, id: u32) {
+        let kong = self.cfg.rules.request_body_whole();
         let Some(s) = self.stream_mut(id) else {
             return;
         };
         let bytes = std::mem::take(&mut s.req_buf);
         s.req_buffering = false;
+        if s.stage == RequestStage::Headers {
+            // Envoy: Continue from the body callback resumes the stopped headers first.
+            s.stage = RequestStage::Body;
+            s.request_paused = false;
+        }
         let eos = s.req_eos_seen;
+        if kong && eos && s.upstream_headers.is_none() {
+            let len = bytes.len().to_string();
+            for (k, v) in s.request_headers.iter_mut() {
+                if k.eq_ignore_ascii_case(b"content-length") {
+                    *v = len.clone().into_bytes();
+                }
+            }
+        }
         self.forward_body(id, &bytes, eos);
     }
 
@@ -122,6 +140,7 @@ impl Host {
     /// buffered body over `envoy_buffer_limit` gets 413 (§5.6).
     pub fn request_body(&mut self, id: StreamId, chunk: &[u8], end_of_stream: bool) -> Vec<u8> {
         let id = id.0;
+        let kong = self.cfg.rules.request_body_whole();
         let gate = self.gate(id, Phase::RequestBody);
         let Some(s) = self.stream_mut(id) else {
             return Vec::new();
@@ -144,7 +163,14 @@ impl Host {
         let Some(s) = self.stream_mut(id) else {
             return Vec::new();
         };
-        if s.stage == RequestStage::Headers || s.request_paused && !s.req_buffering {
+        // Envoy still calls decodeData on a filter that stopped at the headers (Continue there
+        // sends the headers first, FilterDataStatus docs); Kong runs the body step only
+        // after the access phase resumed.
+        let envoy_stopped_at_headers =
+            !kong && s.stage == RequestStage::Headers && s.request_paused;
+        if !envoy_stopped_at_headers
+            && (s.stage == RequestStage::Headers || s.request_paused && !s.req_buffering)
+        {
             // Paused at the headers: the gateway holds the body until the filter resumes.
             s.held_body.extend_from_slice(chunk);
             s.held_eos |= end_of_stream;
