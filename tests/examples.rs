@@ -84,6 +84,40 @@ fn envoy_example_parses() {
 }
 
 #[test]
+fn every_option_is_accepted_by_schema_and_parser() {
+    let schema = schema();
+    let corpus = [
+        r#"{"context": {"headers": {"user": ["X-Consumer-Username"], "session": ["x-conversation"], "tags": ["x-tags"]},
+            "metadata_headers": ["x-team"], "from_body": false, "traceparent": true, "gateway_metadata": false,
+            "defaults": {"user": "svc", "project_name": "p", "trace_name": "t", "release": "1.0", "environment": "prod",
+                         "tags": ["gw"], "metadata": {"region": "eu", "shard": 3}},
+            "api_keys": {"0123456789abcdef": {"project_name": "team-a", "tags": ["a"]}}},
+          "capture": "metadata", "omit_header": "x-no-trace", "credential_headers": ["x-internal-token"],
+          "sampling": {"rate": 0.25, "keep_errors": true}, "max_field_bytes": 4096, "max_record_bytes": 1000000,
+          "inject_stream_usage": true, "strip_request_metadata": true, "log_level": "warn", "metrics_max_models": 50,
+          "pricing": {"house-model": {"input": 0.5, "output": 1.5, "cached_input": 0.05}},
+          "redact": {"builtin": ["email", "card_number"], "literals": ["Project Falcon"], "patterns": ["EMP-[0-9]{6}"],
+                     "replacement": "[{kind}]"},
+          "routes": [{"name": "chat", "path_prefix": "/v1/", "capture": "full", "inject_stream_usage": false,
+                      "strip_request_metadata": false, "context": {"tags": ["public"]}}],
+          "opik": {"endpoint": "http://opik:5173/api"}}"#,
+        r#"{"http_endpoint": "https://www.comet.com/opik/", "opik_api_key": "k", "opik_workspace": "w",
+            "timeout": 10000, "keepalive": 60000, "ai_proxy_name": "proxy"}"#,
+        r#"{"langfuse_enabled": true, "langfuse_endpoint": "https://cloud.langfuse.com/api/traces",
+            "langfuse_public_key": "pk-lf-1", "langfuse_secret_key": "sk-lf-1", "langfuse_timeout": 5000,
+            "environment": "staging", "log_level": "debug", "enabled": true}"#,
+        r#"{"langfuse_enabled": false, "langfuse_public_key": "pk", "http_endpoint": "http://opik:5173/api"}"#,
+    ];
+    for text in corpus {
+        let value: Value = serde_json::from_str(text).expect("corpus is JSON");
+        let errors: Vec<String> = schema.iter_errors(&value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "schema rejected {text}: {errors:?}");
+        let config = Config::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert!(config.has_sink(), "{text}");
+    }
+}
+
+#[test]
 fn invalid_configs_are_rejected_by_schema_and_parser() {
     let schema = schema();
     let corpus = [
@@ -102,7 +136,42 @@ fn invalid_configs_are_rejected_by_schema_and_parser() {
         r#"{"batch_max_records": 1001}"#,
         r#"{"retry": {"max_attempts": 0}}"#,
         r#"{"metrics": "yes"}"#,
-        r#"{"user_header": "x user"}"#,
+        r#"{"omit_header": "x user"}"#,
+        r#"{"user_header": "x-user"}"#,
+        r#"{"capture": "everything"}"#,
+        r#"{"routes": [{"host": "x", "capture": "none"}]}"#,
+        r#"{"routes": [{"host": "x", "name": " "}]}"#,
+        r#"{"routes": [{"host": "x", "context": {"tags": "a"}}]}"#,
+        r#"{"context": {"headers": {"users": ["x"]}}}"#,
+        r#"{"context": {"headers": {"user": ["x y"]}}}"#,
+        r#"{"context": {"metadata_headers": ["authorization"]}}"#,
+        r#"{"context": {"metadata_headers": ["X-Api-Key"]}}"#,
+        r#"{"context": {"api_keys": {"sk-not-a-hash": {}}}}"#,
+        r#"{"context": {"api_keys": {"0123456789abcdef": {"colour": "red"}}}}"#,
+        r#"{"context": {"defaults": {"metadata": []}}}"#,
+        r#"{"sampling": {"rate": 2}}"#,
+        r#"{"sampling": {"keep": true}}"#,
+        r#"{"max_field_bytes": 10}"#,
+        r#"{"max_record_bytes": 4000000}"#,
+        r#"{"inject_stream_usage": "yes"}"#,
+        r#"{"log_level": "loud"}"#,
+        r#"{"log_level": "DEBUG"}"#,
+        r#"{"metrics_max_models": 0}"#,
+        r#"{"pricing": {"m": {"input": 1}}}"#,
+        r#"{"pricing": {"m": {"input": -1, "output": 1}}}"#,
+        r#"{"pricing": {"m": {"input": 1, "output": 1, "per": "token"}}}"#,
+        r#"{"redact": {"builtin": ["ssn"]}}"#,
+        r#"{"redact": {"literals": [" "]}}"#,
+        r#"{"redact": {"mode": "strict"}}"#,
+        r#"{"http_endpoint": "http://a/", "opik": {"endpoint": "http://b/api"}}"#,
+        r#"{"http_endpoint": "ftp://a/"}"#,
+        r#"{"opik_api_key": "k"}"#,
+        r#"{"timeout": "10s"}"#,
+        r#"{"langfuse_enabled": "yes"}"#,
+        r#"{"langfuse_public_key": "pk"}"#,
+        r#"{"langfuse_enabled": true}"#,
+        r#"{"langfuse_public_key": "pk", "langfuse_secret_key": "sk", "langfuse": {"endpoint": "http://x", "public_key": "p", "secret_key": "s"}}"#,
+        r#"{"enabled": "no"}"#,
     ];
     for text in corpus {
         let value: Value = serde_json::from_str(text).expect("corpus is JSON");
