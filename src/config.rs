@@ -362,6 +362,21 @@ impl Config {
     }
 
     fn from_value(value: &Value) -> Result<Config, ConfigError> {
+        let config = Config::from_object(value)?;
+        let recorded = &config.context.metadata_headers;
+        if let Some(at) = recorded
+            .iter()
+            .position(|h| config.credential_headers.contains(h))
+        {
+            return Err(ConfigError::Invalid {
+                path: format!("context.metadata_headers[{at}]"),
+                reason: "names a header listed in credential_headers",
+            });
+        }
+        Ok(config)
+    }
+
+    fn from_object(value: &Value) -> Result<Config, ConfigError> {
         let obj = Obj::new(value, "")?;
         obj.only(ROOT_KEYS)?;
         let retry = match obj.get("retry") {
