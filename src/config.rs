@@ -117,6 +117,20 @@ pub enum LogLevel {
     Error,
 }
 
+/// Generic OTLP/HTTP sink settings (any OpenTelemetry collector).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpConfig {
+    /// The collector's OTLP/HTTP base URL (`http://otel-collector:4318`); `/v1/traces` is
+    /// appended unless the URL ends with it.
+    pub endpoint: Endpoint,
+    /// Headers sent with every export (API keys of hosted backends: never logged).
+    pub headers: Vec<(String, String)>,
+    /// Resource attributes besides `service.name` (which they may override).
+    pub resource_attributes: Vec<(String, String)>,
+    /// Send input and output messages (off by default, as the semantic conventions advise).
+    pub capture_content: bool,
+}
+
 /// Which requests are traced, and as what.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
@@ -253,6 +267,8 @@ pub struct Config {
     pub opik: Option<OpikConfig>,
     /// Langfuse sink, when configured.
     pub langfuse: Option<LangfuseConfig>,
+    /// Generic OTLP sink, when configured.
+    pub otlp: Option<OtlpConfig>,
 }
 
 /// A configuration problem, naming the key path.
@@ -335,6 +351,7 @@ const ROOT_KEYS: &[&str] = &[
     "metrics",
     "opik",
     "langfuse",
+    "otlp",
 ];
 
 impl Config {
@@ -427,12 +444,13 @@ impl Config {
             redact: Redactor::from_config(obj.get("redact"))?,
             opik: obj.get("opik").map(parse_opik).transpose()?,
             langfuse: obj.get("langfuse").map(parse_langfuse).transpose()?,
+            otlp: obj.get("otlp").map(parse_otlp).transpose()?,
         })
     }
 
     /// Whether any sink is configured (without one the filter stays out of the way).
     pub fn has_sink(&self) -> bool {
-        self.opik.is_some() || self.langfuse.is_some()
+        self.opik.is_some() || self.langfuse.is_some() || self.otlp.is_some()
     }
 
     /// Whether and how a request is traced. Without routes, every path of a recognised API is
@@ -679,6 +697,54 @@ fn parse_langfuse(value: &Value) -> Result<LangfuseConfig, ConfigError> {
         public_key: required("public_key")?,
         secret_key: required("secret_key")?,
     })
+}
+
+fn parse_otlp(value: &Value) -> Result<OtlpConfig, ConfigError> {
+    let obj = Obj::new(value, "otlp")?;
+    obj.only(&[
+        "endpoint",
+        "upstream",
+        "timeout_ms",
+        "headers",
+        "resource_attributes",
+        "capture_content",
+    ])?;
+    let headers = string_map(&obj, "headers")?;
+    if let Some((name, _)) = headers.iter().find(|(k, _)| !is_header_name(k)) {
+        return Err(ConfigError::Invalid {
+            path: format!("otlp.headers.{name}"),
+            reason: "must be an HTTP header name",
+        });
+    }
+    Ok(OtlpConfig {
+        endpoint: parse_endpoint(&obj)?,
+        headers: headers
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect(),
+        resource_attributes: string_map(&obj, "resource_attributes")?,
+        capture_content: obj.boolean("capture_content", false)?,
+    })
+}
+
+/// An object of strings, in document order; values are never echoed in errors.
+fn string_map(obj: &Obj<'_>, key: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let Some(value) = obj.get(key) else {
+        return Ok(Vec::new());
+    };
+    let map = Obj::new(value, "").map_err(|_| ConfigError::WrongType {
+        path: obj.path(key),
+        expected: "an object of strings",
+    })?;
+    map.entries()
+        .map(|(k, v)| match v {
+            Value::String(s) => Ok((k.clone(), s.clone())),
+            _ => Err(ConfigError::WrongType {
+                path: format!("{}.{k}", obj.path(key)),
+                expected: "a string",
+            }),
+        })
+        .collect()
 }
 
 /// A JSON object being read, with its path for error messages.

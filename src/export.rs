@@ -11,6 +11,7 @@ use crate::config::{Config, RetryConfig};
 use crate::record::TraceRecord;
 use crate::sinks::langfuse::LangfuseSink;
 use crate::sinks::opik::OpikSink;
+use crate::sinks::otlp::OtlpSink;
 use crate::sinks::{classify, OutboundRequest, Sink, Verdict};
 use std::collections::VecDeque;
 use std::fmt;
@@ -196,6 +197,9 @@ impl Exporter {
         }
         if let Some(langfuse) = &config.langfuse {
             sinks.push(Box::new(LangfuseSink::new(langfuse.clone())));
+        }
+        if let Some(otlp) = &config.otlp {
+            sinks.push(Box::new(OtlpSink::new(otlp.clone())));
         }
         Exporter::with_sinks(config, sinks)
     }

@@ -150,8 +150,13 @@ pub const LABEL_PATTERNS: &[(&str, &str)] = &[
     ("sink", "(_sink=([a-z0-9.-]+))"),
 ];
 
-/// Longest label value kept; longer ones are cut.
-pub const MAX_LABEL_VALUE: usize = 64;
+/// Longest label value kept; longer ones are cut. With it the longest defined name stays
+/// within [`MAX_NAME_BYTES`].
+pub const MAX_LABEL_VALUE: usize = 48;
+
+/// Longest name the filter defines: Kong stores `pw:<filter>:<name>` in at most 256 bytes and
+/// traps beyond, which leaves 242 bytes under the filter name `llm_tracer`.
+pub const MAX_NAME_BYTES: usize = 256 - "pw:llm_tracer:".len();
 
 /// A label value in the alphabet the patterns expect: lowercase ASCII letters, digits, `.`
 /// and `-`; anything else becomes `-`. Empty input gives `unknown`.
@@ -259,4 +264,118 @@ pub fn exchange_updates(record: &TraceRecord) -> Vec<(&'static str, u64)> {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Applies the label patterns as Kong and Envoy do: capture 1 leaves the name, capture 2
+    /// becomes the label's value.
+    fn extract(name: &str) -> (String, Vec<(String, String)>) {
+        let mut rest = name.to_string();
+        let mut labels = Vec::new();
+        for (label, pattern) in LABEL_PATTERNS {
+            let re = regex_lite::Regex::new(pattern).expect("pattern compiles");
+            if let Some(c) = re.captures(&rest.clone()) {
+                let (Some(whole), Some(value)) = (c.get(1), c.get(2)) else {
+                    continue;
+                };
+                labels.push((label.to_string(), value.as_str().to_string()));
+                rest.replace_range(whole.range(), "");
+            }
+        }
+        (rest, labels)
+    }
+
+    #[test]
+    fn every_catalog_name_turns_back_into_base_name_and_labels() {
+        let values = [
+            "aws.bedrock",
+            "anthropic.claude-3-5-sonnet-20241022-v2:0",
+            "default",
+        ];
+        for metric in CATALOG {
+            let given: &[&str] = if metric.labels == ["sink"] {
+                &["otlp"]
+            } else {
+                &values
+            };
+            let name = labelled(metric, given);
+            let (base, labels) = extract(&name);
+            assert_eq!(base, metric.name, "{name}");
+            let names: Vec<&str> = labels.iter().map(|(l, _)| l.as_str()).collect();
+            let mut expected: Vec<&str> = metric.labels.to_vec();
+            expected.sort_unstable();
+            let mut got = names.clone();
+            got.sort_unstable();
+            assert_eq!(got, expected, "{name}");
+            for (label, value) in &labels {
+                let at = metric
+                    .labels
+                    .iter()
+                    .position(|l| l == label)
+                    .expect("label");
+                assert_eq!(value, &label_value(given[at]), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_fit_kong_with_the_longest_values() {
+        let long = "x".repeat(500);
+        for metric in CATALOG {
+            let values = vec![long.as_str(); metric.labels.len()];
+            let name = labelled(metric, &values);
+            assert!(name.len() <= MAX_NAME_BYTES, "{} bytes: {name}", name.len());
+        }
+    }
+
+    #[test]
+    fn label_values_are_sanitized() {
+        assert_eq!(label_value("GPT-4o_mini:latest/x"), "gpt-4o-mini-latest-x");
+        assert_eq!(label_value(""), "unknown");
+        assert_eq!(label_value("é"), "-");
+        assert_eq!(label_value(&"a".repeat(100)).len(), MAX_LABEL_VALUE);
+    }
+
+    #[test]
+    fn model_labels_are_bounded() {
+        let mut models = ModelLabels::new(2);
+        assert_eq!(models.label(Some("gpt-4o")), "gpt-4o");
+        assert_eq!(models.label(Some("claude")), "claude");
+        assert_eq!(models.label(Some("random-1")), "other");
+        assert_eq!(models.label(Some("GPT-4o")), "gpt-4o", "already seen");
+        assert_eq!(models.label(None), "unknown");
+    }
+
+    #[test]
+    fn exchange_updates_count_what_was_reported() {
+        let record = TraceRecord {
+            start_ns: 0,
+            end_ns: 1_500_000_000,
+            first_token_ns: Some(200_000_000),
+            usage: crate::record::Usage {
+                input: Some(10),
+                output: Some(5),
+                cached_input: Some(0),
+                ..Default::default()
+            },
+            ..TraceRecord::default()
+        };
+        let updates = exchange_updates(&record);
+        assert_eq!(
+            updates,
+            vec![
+                ("llm_tracer_requests_total", 1),
+                ("llm_tracer_input_tokens_total", 10),
+                ("llm_tracer_output_tokens_total", 5),
+                ("llm_tracer_latency_ms", 1500),
+                ("llm_tracer_ttft_ms", 200),
+            ]
+        );
+        for (name, _) in updates {
+            assert!(find(name).is_some(), "{name} is in the catalog");
+        }
+    }
 }

@@ -107,6 +107,9 @@ fn every_option_is_accepted_by_schema_and_parser() {
             "langfuse_public_key": "pk-lf-1", "langfuse_secret_key": "sk-lf-1", "langfuse_timeout": 5000,
             "environment": "staging", "log_level": "debug", "enabled": true}"#,
         r#"{"langfuse_enabled": false, "langfuse_public_key": "pk", "http_endpoint": "http://opik:5173/api"}"#,
+        r#"{"otlp": {"endpoint": "http://otel-collector:4318", "upstream": "otel", "timeout_ms": 3000,
+            "headers": {"x-honeycomb-team": "k"}, "resource_attributes": {"deployment.environment.name": "prod"},
+            "capture_content": true}}"#,
     ];
     for text in corpus {
         let value: Value = serde_json::from_str(text).expect("corpus is JSON");
@@ -172,6 +175,11 @@ fn invalid_configs_are_rejected_by_schema_and_parser() {
         r#"{"langfuse_enabled": true}"#,
         r#"{"langfuse_public_key": "pk", "langfuse_secret_key": "sk", "langfuse": {"endpoint": "http://x", "public_key": "p", "secret_key": "s"}}"#,
         r#"{"enabled": "no"}"#,
+        r#"{"otlp": {}}"#,
+        r#"{"otlp": {"endpoint": "http://x", "headers": {"bad header": "v"}}}"#,
+        r#"{"otlp": {"endpoint": "http://x", "headers": {"x-k": 1}}}"#,
+        r#"{"otlp": {"endpoint": "http://x", "resource_attributes": {"k": true}}}"#,
+        r#"{"otlp": {"endpoint": "http://x", "capture_content": "yes"}}"#,
     ];
     for text in corpus {
         let value: Value = serde_json::from_str(text).expect("corpus is JSON");

@@ -438,3 +438,43 @@ fn routes_trace_unknown_paths_by_body_shape() {
         assert_eq!(rig.collector.opik_spans().len(), 1);
     }
 }
+
+#[test]
+fn opik_langfuse_and_generic_otlp_at_once() {
+    for p in BOTH {
+        let collector = validating_collector();
+        let addr = collector.addr();
+        let otlp_up = match p {
+            Personality::Kong => addr.to_string(),
+            Personality::Envoy => "otlp".to_string(),
+        };
+        let extra = format!(
+            r#","otlp":{{"endpoint":"http://{addr}","upstream":"{otlp_up}","headers":{{"x-api-key":"otlp-secret"}},"capture_content":true}}"#
+        );
+        let opts = HostOptions::new(p, config(p, addr, addr, &extra))
+            .with_cluster("opik", addr)
+            .with_cluster("langfuse", addr)
+            .with_cluster("otlp", addr);
+        let mut host = Host::new(module(), opts).expect("loads");
+        let ex = chat("basic", 200, false, Chunking::Fixed(100));
+        assert_transparent(&host.exchange(&ex), &ex);
+        host.settle(20);
+        assert_eq!(collector.opik_spans().len(), 1, "{p:?}");
+        assert_eq!(collector.otlp_spans().len(), 1);
+        let generic = collector.generic_otlp_spans();
+        assert_eq!(generic.len(), 1);
+        assert!(generic[0].to_string().contains("gen_ai.output.messages"));
+        assert!(!generic[0].to_string().contains("langfuse."));
+        let otlp_call = host
+            .callouts()
+            .into_iter()
+            .find(|c| c.header(":path") == Some("/v1/traces"))
+            .expect("generic OTLP callout");
+        assert_eq!(otlp_call.header("x-api-key"), Some("otlp-secret"));
+        assert!(collector.received().iter().all(|r| r.violations.is_empty()));
+        assert_eq!(
+            host.metric("llm_tracer_export_sent_records_total_sink=otlp"),
+            Some(1)
+        );
+    }
+}

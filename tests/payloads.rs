@@ -10,6 +10,7 @@ use llm_tracer::protocols::Protocol;
 use llm_tracer::record::TraceRecord;
 use llm_tracer::sinks::langfuse::LangfuseSink;
 use llm_tracer::sinks::opik::OpikSink;
+use llm_tracer::sinks::otlp::OtlpSink;
 use llm_tracer::sinks::Sink;
 use llm_tracer_host::validate::Specs;
 use serde_json::{json, Value};
@@ -166,12 +167,11 @@ fn opik_batches_validate_against_the_opik_spec() {
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[0].path, "/opik/api/v1/private/traces/batch");
     assert_eq!(requests[1].path, "/opik/api/v1/private/spans/batch");
-    let headers = &requests[0].headers;
     assert!(
-        headers.contains(&("authorization", "opik-key".to_string())),
+        requests[0].header("authorization") == Some("opik-key"),
         "raw key, no Bearer"
     );
-    assert!(headers.contains(&("comet-workspace", "team".to_string())));
+    assert_eq!(requests[0].header("comet-workspace"), Some("team"));
 
     let traces = json(&requests[0].body);
     let violations = specs.opik_trace_batch(&traces);
@@ -222,10 +222,15 @@ fn langfuse_otlp_validates_against_otlp_and_genai_schemas() {
     let requests = sink.encode(&records());
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].path, "/api/public/otel/v1/traces");
-    let headers = &requests[0].headers;
     // base64("pk-lf-1:sk-lf-2")
-    assert!(headers.contains(&("authorization", "Basic cGstbGYtMTpzay1sZi0y".to_string())));
-    assert!(headers.contains(&("x-langfuse-ingestion-version", "4".to_string())));
+    assert_eq!(
+        requests[0].header("authorization"),
+        Some("Basic cGstbGYtMTpzay1sZi0y")
+    );
+    assert_eq!(
+        requests[0].header("x-langfuse-ingestion-version"),
+        Some("4")
+    );
 
     let body = json(&requests[0].body);
     let violations = specs.otlp_traces(&body);
@@ -410,4 +415,70 @@ fn context_cost_and_parents_reach_both_backends_in_spec() {
     .expect("JSON");
     assert!((details["total"].as_f64().expect("total") - expected).abs() < 1e-12);
     assert!(lf_spans[2].get("parentSpanId").is_none());
+}
+
+#[test]
+fn generic_otlp_sends_semantic_conventions_only() {
+    let specs = specs();
+    let config = Config::parse(
+        br#"{"otlp":{"endpoint":"https://api.honeycomb.io","headers":{"X-Honeycomb-Team":"hc-secret"},
+             "resource_attributes":{"deployment.environment.name":"prod","service.name":"gateway"}}}"#,
+    )
+    .expect("config");
+    let sink = OtlpSink::new(config.otlp.clone().expect("otlp"));
+    let records = records();
+    let requests = sink.encode(&records);
+    assert_eq!(requests[0].path, "/v1/traces");
+    assert_eq!(requests[0].header("x-honeycomb-team"), Some("hc-secret"));
+    let body = json(&requests[0].body);
+    assert!(
+        specs.otlp_traces(&body).is_empty(),
+        "{:#?}",
+        specs.otlp_traces(&body)
+    );
+    let text = body.to_string();
+    assert!(!text.contains("langfuse."), "no Langfuse attributes");
+    assert!(!text.contains("gen_ai.input.messages"), "content is opt-in");
+    assert!(!text.contains("Say hi"));
+    assert!(!text.contains("hc-secret"));
+    let resource = &body["resourceSpans"][0]["resource"]["attributes"];
+    assert_eq!(resource[0]["key"], "service.name");
+    assert_eq!(resource[0]["value"]["stringValue"], "gateway");
+    assert_eq!(resource[1]["key"], "deployment.environment.name");
+    let spans = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        .as_array()
+        .expect("spans");
+    assert_eq!(spans.len(), CASES.len());
+    let keys: Vec<&str> = spans[0]["attributes"]
+        .as_array()
+        .expect("attributes")
+        .iter()
+        .filter_map(|kv| kv["key"].as_str())
+        .collect();
+    for key in &keys {
+        let semconv = key.starts_with("gen_ai.")
+            || [
+                "server.address",
+                "server.port",
+                "url.path",
+                "http.response.status_code",
+                "error.type",
+                "user.id",
+                "session.id",
+            ]
+            .contains(key);
+        assert!(semconv, "{key} is not a semantic-convention attribute");
+    }
+    assert!(keys.contains(&"gen_ai.usage.input_tokens"));
+
+    let with_content = Config::parse(
+        br#"{"otlp":{"endpoint":"http://collector:4318/v1/traces","capture_content":true}}"#,
+    )
+    .expect("config");
+    let sink = OtlpSink::new(with_content.otlp.expect("otlp"));
+    let requests = sink.encode(&records);
+    assert_eq!(requests[0].path, "/v1/traces");
+    let body = json(&requests[0].body);
+    assert!(specs.otlp_traces(&body).is_empty());
+    assert!(body.to_string().contains("gen_ai.input.messages"));
 }

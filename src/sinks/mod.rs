@@ -4,6 +4,7 @@
 
 pub mod langfuse;
 pub mod opik;
+pub mod otlp;
 
 use crate::config::Endpoint;
 use crate::pricing::Cost;
@@ -17,12 +18,20 @@ pub struct OutboundRequest {
     /// Full path, query included.
     pub path: String,
     /// Headers besides the pseudo-headers (content type, credentials).
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(String, String)>,
     /// Request body.
     pub body: Vec<u8>,
 }
 
 impl OutboundRequest {
+    /// The value of a header by name (names are lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The header list `dispatch_http_call` needs: pseudo-headers first. Kong reads `:scheme`
     /// to decide on TLS and `:authority` for Host and SNI; Envoy requires `:authority`.
     pub fn dispatch_headers<'a>(&'a self, endpoint: &'a Endpoint) -> Vec<(&'a str, &'a str)> {
@@ -32,7 +41,7 @@ impl OutboundRequest {
             (":authority", endpoint.authority.as_str()),
             (":scheme", endpoint.scheme.as_str()),
         ];
-        headers.extend(self.headers.iter().map(|(k, v)| (*k, v.as_str())));
+        headers.extend(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         headers
     }
 }

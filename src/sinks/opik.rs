@@ -22,18 +22,18 @@ use std::rc::Rc;
 #[derive(Debug)]
 pub struct OpikSink {
     config: OpikConfig,
-    headers: Vec<(&'static str, String)>,
+    headers: Vec<(String, String)>,
 }
 
 impl OpikSink {
     /// A sink for `config`; credentials headers are built once, here.
     pub fn new(config: OpikConfig) -> Self {
-        let mut headers = vec![("content-type", "application/json".to_string())];
+        let mut headers = vec![("content-type".into(), "application/json".to_string())];
         if let Some(key) = &config.api_key {
-            headers.push(("authorization", key.clone()));
+            headers.push(("authorization".into(), key.clone()));
         }
         if let Some(ws) = &config.workspace {
-            headers.push(("comet-workspace", ws.clone()));
+            headers.push(("comet-workspace".into(), ws.clone()));
         }
         OpikSink { config, headers }
     }

@@ -32,6 +32,8 @@ pub const OPIK_TRACES_PATH: &str = "/v1/private/traces/batch";
 pub const OPIK_SPANS_PATH: &str = "/v1/private/spans/batch";
 /// Path suffix of Langfuse's OTLP trace endpoint.
 pub const LANGFUSE_OTLP_PATH: &str = "/api/public/otel/v1/traces";
+/// Where a generic OTLP/HTTP collector takes traces.
+pub const GENERIC_OTLP_PATH: &str = "/v1/traces";
 /// The Langfuse header selecting the direct (v4) write path.
 pub const INGESTION_VERSION_HEADER: &str = "x-langfuse-ingestion-version";
 
@@ -42,7 +44,9 @@ pub enum Sink {
     Opik,
     /// Langfuse's OTLP endpoint.
     Langfuse,
-    /// A path neither backend serves (answered 404).
+    /// A generic OTLP/HTTP collector (`…/v1/traces`, no authentication).
+    Otlp,
+    /// A path no backend serves (answered 404).
     Unknown,
 }
 
@@ -227,6 +231,16 @@ impl Collector {
             .collect()
     }
 
+    /// The spans of every accepted export to the generic OTLP path, flattened, in order.
+    pub fn generic_otlp_spans(&self) -> Vec<Value> {
+        let received = lock(&self.state.received);
+        received
+            .iter()
+            .filter(|r| r.sink == Sink::Otlp && r.accepted())
+            .flat_map(|r| otlp_spans_of(&r.body))
+            .collect()
+    }
+
     fn accepted_items(&self, sink: Sink, route: &str, key: &str) -> Vec<Value> {
         let received = lock(&self.state.received);
         received
@@ -304,6 +318,7 @@ enum Route {
     OpikTraces,
     OpikSpans,
     Otlp,
+    GenericOtlp,
     Unknown,
 }
 
@@ -315,6 +330,8 @@ fn route_of(path: &str) -> Route {
         Route::OpikSpans
     } else if route.ends_with(LANGFUSE_OTLP_PATH) {
         Route::Otlp
+    } else if route.ends_with(GENERIC_OTLP_PATH) {
+        Route::GenericOtlp
     } else {
         Route::Unknown
     }
@@ -325,6 +342,7 @@ fn handle(state: &State, req: Request, w: &mut ResponseWriter) {
     let sink = match route {
         Route::OpikTraces | Route::OpikSpans => Sink::Opik,
         Route::Otlp => Sink::Langfuse,
+        Route::GenericOtlp => Sink::Otlp,
         Route::Unknown => Sink::Unknown,
     };
     let body = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
@@ -381,7 +399,7 @@ fn answer(
     if req.method != "POST" {
         return Answer::new(405, Some(json!({"message": "Method Not Allowed"})));
     }
-    let opik = route != Route::Otlp;
+    let opik = matches!(route, Route::OpikTraces | Route::OpikSpans);
     let specs = state.options.validate.as_ref();
     // Validation runs whatever the answer, so scripted failures still show what was sent.
     if let Some(specs) = specs {
@@ -407,11 +425,12 @@ fn answer(
         };
     }
 
-    if let Some(denied) = if opik {
-        check_opik_auth(&state.options, req)
-    } else {
-        check_langfuse_auth(&state.options, req, violations)
-    } {
+    let denied = match route {
+        Route::OpikTraces | Route::OpikSpans => check_opik_auth(&state.options, req),
+        Route::Otlp => check_langfuse_auth(&state.options, req, violations),
+        _ => None,
+    };
+    if let Some(denied) = denied {
         return denied;
     }
 
@@ -925,7 +944,7 @@ mod tests {
     #[test]
     fn unknown_paths_and_methods() {
         let collector = Collector::start(CollectorOptions::default());
-        let resp = post(collector.addr(), "/v1/traces", &[], &otlp_export());
+        let resp = post(collector.addr(), "/v2/logs", &[], &otlp_export());
         assert_eq!(resp.status, 404);
         let req = Request::new("GET", "/api/v1/private/traces/batch");
         assert_eq!(
