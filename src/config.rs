@@ -368,9 +368,10 @@ impl Config {
         if text.trim().is_empty() {
             return Config::from_value(&Value::Object(Map::new()));
         }
-        let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::NotJson {
-            detail: format!("line {} column {}", e.line(), e.column()),
-        })?;
+        let value: Value =
+            serde_json::from_slice(text.as_bytes()).map_err(|e| ConfigError::NotJson {
+                detail: format!("line {} column {}", e.line(), e.column()),
+            })?;
         match value {
             Value::String(inner) => Config::parse(inner.as_bytes()),
             Value::Object(map) => Config::from_value(&Value::Object(legacy::translate(map)?)),

@@ -652,7 +652,7 @@ pub fn parse_tags(raw: &str) -> Vec<String> {
     let raw = raw.trim();
     let mut tags = Vec::new();
     if raw.starts_with('[') {
-        if let Ok(items) = serde_json::from_str::<Vec<Value>>(raw) {
+        if let Ok(items) = serde_json::from_slice::<Vec<Value>>(raw.as_bytes()) {
             for t in items.iter().filter_map(Value::as_str) {
                 push_tag(&mut tags, t);
             }

@@ -967,7 +967,7 @@ pub(crate) fn part_text<'a>(part: &'a mut Part, f: &mut impl FnMut(&'a mut Strin
 
 /// Whether `text` is one valid JSON document.
 pub(crate) fn is_json(text: &str) -> bool {
-    serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+    serde_json::from_slice::<serde::de::IgnoredAny>(text.as_bytes()).is_ok()
 }
 
 /// A JSON value token handed to [`rewrite_json`]'s callback.
@@ -1057,7 +1057,7 @@ fn decode_json_string(raw: &str) -> Cow<'_, str> {
     if !inner.contains('\\') {
         return Cow::Borrowed(inner);
     }
-    serde_json::from_str::<String>(raw).map_or(Cow::Borrowed(inner), Cow::Owned)
+    serde_json::from_slice::<String>(raw.as_bytes()).map_or(Cow::Borrowed(inner), Cow::Owned)
 }
 
 /// Bytes `c` takes inside a JSON string as [`push_json_string`] writes it.
@@ -1371,7 +1371,7 @@ mod tests {
         let mut text = doc.replace('\n', "\\n").replace("\\n               ", " ");
         assert!(is_json(&text), "fixture is JSON: {text}");
         assert_eq!(r.redact_as(&mut text, TextKind::Json), 4);
-        let value: Value = serde_json::from_str(&text).expect("still JSON");
+        let value: Value = serde_json::from_slice(&text.as_bytes()).expect("still JSON");
         assert_eq!(
             value,
             json!({

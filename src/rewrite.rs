@@ -137,7 +137,7 @@ pub fn edit_request(body: &[u8], edits: RequestEdits) -> Edited {
 /// `metadata` without its tracing-only keys: `None` when nothing changes, `Some(None)` when
 /// the whole member goes.
 fn strip_metadata(meta: &RawValue) -> Option<Option<String>> {
-    let members = serde_json::from_str::<Members<'_>>(meta.get()).ok()?;
+    let members = serde_json::from_slice::<Members<'_>>(meta.get().as_bytes()).ok()?;
     let kept: Vec<(String, &RawValue)> = members
         .0
         .iter()
@@ -156,7 +156,7 @@ fn strip_metadata(meta: &RawValue) -> Option<Option<String>> {
 
 /// `stream_options` with `include_usage: true`; `None` when it already is, or is not an object.
 fn with_include_usage(options: &RawValue) -> Option<String> {
-    let members = serde_json::from_str::<Members<'_>>(options.get()).ok()?;
+    let members = serde_json::from_slice::<Members<'_>>(options.get().as_bytes()).ok()?;
     match members.get("include_usage").map(RawValue::get) {
         Some("true") => None,
         Some(_) => {

@@ -217,7 +217,7 @@ fn cap_json(text: &mut String, max: usize) -> bool {
     if text.len() <= max {
         return false;
     }
-    let (content, was_string) = match serde_json::from_str::<String>(text) {
+    let (content, was_string) = match serde_json::from_slice::<String>(text.as_bytes()) {
         Ok(decoded) => (decoded, true),
         Err(_) => (std::mem::take(text), false),
     };
@@ -461,7 +461,7 @@ mod tests {
         // Budget 12 - 2 quotes = 10 escaped bytes: `[` 1, `"` 2, then a..g.
         let capped = trimmed(trim(12, 1024), doc, TextKind::Json);
         assert_eq!(capped, r#""[\"abcdefg…[truncated 21 bytes]""#);
-        let value: Value = serde_json::from_str(&capped).expect("JSON");
+        let value: Value = serde_json::from_slice(&capped.as_bytes()).expect("JSON");
         assert_eq!(value, json!(r#"["abcdefg…[truncated 21 bytes]"#));
         assert_eq!(
             trimmed(trim(12, 1024), &capped, TextKind::Json),
@@ -552,7 +552,8 @@ mod tests {
         );
         match &record.choices[0].message.parts[0] {
             Part::ToolCall { arguments, .. } => {
-                let value: Value = serde_json::from_str(arguments).expect("still JSON");
+                let value: Value =
+                    serde_json::from_slice(arguments.as_bytes()).expect("still JSON");
                 assert!(value
                     .as_str()
                     .is_some_and(|s| s.starts_with("{\"q\":\"xxx")));

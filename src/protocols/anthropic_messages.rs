@@ -156,12 +156,12 @@ fn push_message(m: InMessage<'_>, out: &mut Vec<Message>) {
 
 /// The blocks of a content array; `None` when `raw` is not an array.
 fn block_list(raw: &RawValue) -> Option<Vec<&RawValue>> {
-    serde_json::from_str(raw.get()).ok()
+    serde_json::from_slice(raw.get().as_bytes()).ok()
 }
 
 /// Content that is a string, null, or an array of blocks, as parts (tool results inline).
 fn content_parts(raw: &RawValue) -> Vec<Part> {
-    if let Ok(text) = serde_json::from_str::<Option<String>>(raw.get()) {
+    if let Ok(text) = serde_json::from_slice::<Option<String>>(raw.get().as_bytes()) {
         return text.into_iter().map(Part::Text).collect();
     }
     let Some(blocks) = block_list(raw) else {
@@ -183,7 +183,9 @@ fn kind_of(raw: &RawValue) -> Option<String> {
         #[serde(rename = "type")]
         kind: Option<String>,
     }
-    serde_json::from_str::<Typed>(raw.get()).ok()?.kind
+    serde_json::from_slice::<Typed>(raw.get().as_bytes())
+        .ok()?
+        .kind
 }
 
 fn other(kind: String, raw: &RawValue) -> Part {
@@ -196,7 +198,7 @@ fn other(kind: String, raw: &RawValue) -> Part {
 /// Appends the parts of one block to `parts`; a `tool_result` block is returned instead, as
 /// the id of the call it answers and its content.
 fn block_into(raw: &RawValue, parts: &mut Vec<Part>) -> Option<(String, Vec<Part>)> {
-    let Ok(block) = serde_json::from_str::<Block<'_>>(raw.get()) else {
+    let Ok(block) = serde_json::from_slice::<Block<'_>>(raw.get().as_bytes()) else {
         let kind = kind_of(raw).unwrap_or_else(|| "unknown".into());
         parts.push(match kind.as_str() {
             // Media the typed parse could not read: never copy its bytes.
@@ -598,7 +600,7 @@ impl MessagesStream {
     }
 
     fn start_block(&mut self, index: u64, raw: &RawValue) -> ChunkEffect {
-        let block = serde_json::from_str::<Block<'_>>(raw.get()).ok();
+        let block = serde_json::from_slice::<Block<'_>>(raw.get().as_bytes()).ok();
         if block.is_none() && kind_of(raw).is_none() {
             self.malformed += 1;
             return ChunkEffect::Quiet;

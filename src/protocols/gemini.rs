@@ -136,7 +136,7 @@ enum Parsed {
 }
 
 fn parse_part(raw: &RawValue) -> Parsed {
-    let Ok(part) = serde_json::from_str::<WirePart<'_>>(raw.get()) else {
+    let Ok(part) = serde_json::from_slice::<WirePart<'_>>(raw.get().as_bytes()) else {
         return other_part(raw);
     };
     if let Some(text) = part.text {
@@ -193,23 +193,24 @@ fn parse_part(raw: &RawValue) -> Parsed {
 /// A part of a kind not modelled here (`executableCode`, `codeExecutionResult`, …), kept as
 /// JSON and named by its data key; metadata-only parts are nothing.
 fn other_part(raw: &RawValue) -> Parsed {
-    let kind = match serde_json::from_str::<BTreeMap<Cow<'_, str>, IgnoredAny>>(raw.get()) {
-        Ok(keys) => match keys
-            .into_keys()
-            .find(|k| !PART_METADATA.contains(&k.as_ref()))
-        {
-            // Inline data the typed parse could not read: never copy its bytes.
-            Some(key) if key == "inlineData" || key == "inline_data" => {
-                return Parsed::Part(Part::Uri {
-                    modality: "document",
-                    uri: inline_media("unreadable inline data", raw.get().len()),
-                });
-            }
-            Some(key) => key.into_owned(),
-            None => return Parsed::Nothing,
-        },
-        Err(_) => "unknown".to_string(),
-    };
+    let kind =
+        match serde_json::from_slice::<BTreeMap<Cow<'_, str>, IgnoredAny>>(raw.get().as_bytes()) {
+            Ok(keys) => match keys
+                .into_keys()
+                .find(|k| !PART_METADATA.contains(&k.as_ref()))
+            {
+                // Inline data the typed parse could not read: never copy its bytes.
+                Some(key) if key == "inlineData" || key == "inline_data" => {
+                    return Parsed::Part(Part::Uri {
+                        modality: "document",
+                        uri: inline_media("unreadable inline data", raw.get().len()),
+                    });
+                }
+                Some(key) => key.into_owned(),
+                None => return Parsed::Nothing,
+            },
+            Err(_) => "unknown".to_string(),
+        };
     Parsed::Part(Part::Other {
         kind,
         json: raw.get().to_string(),
@@ -283,10 +284,10 @@ pub fn parse_request(body: &[u8], record: &mut TraceRecord) -> Result<(), Protoc
 
 /// `systemInstruction` is a `Content`; a bare string is accepted too.
 fn system_parts(raw: &RawValue) -> Vec<Part> {
-    if let Ok(text) = serde_json::from_str::<String>(raw.get()) {
+    if let Ok(text) = serde_json::from_slice::<String>(raw.get().as_bytes()) {
         return vec![Part::Text(text)];
     }
-    let Ok(content) = serde_json::from_str::<Content<'_>>(raw.get()) else {
+    let Ok(content) = serde_json::from_slice::<Content<'_>>(raw.get().as_bytes()) else {
         return Vec::new();
     };
     let mut parts = Vec::new();

@@ -55,7 +55,7 @@ impl Options {
     /// array positionally).
     fn from_raw(raw: Option<&RawValue>) -> Options {
         raw.filter(|r| r.get().starts_with('{'))
-            .and_then(|r| serde_json::from_str(r.get()).ok())
+            .and_then(|r| serde_json::from_slice(r.get().as_bytes()).ok())
             .unwrap_or_default()
     }
 
@@ -182,7 +182,7 @@ fn input_message(m: InMessage<'_>) -> Message {
 
 /// `content` is a string (or null); anything else is kept as JSON.
 fn content_part(raw: &RawValue) -> Option<Part> {
-    match serde_json::from_str::<Option<String>>(raw.get()) {
+    match serde_json::from_slice::<Option<String>>(raw.get().as_bytes()) {
         Ok(text) => text.filter(|t| !t.is_empty()).map(Part::Text),
         Err(_) => Some(Part::Other {
             kind: "content".into(),
@@ -194,7 +194,7 @@ fn content_part(raw: &RawValue) -> Option<Part> {
 /// `images`: a list of base64 strings, each replaced by a placeholder. Anything else is dropped
 /// unread (it might be megabytes of media).
 fn image_parts(raw: &RawValue) -> Vec<Part> {
-    let Ok(images) = serde_json::from_str::<Vec<Cow<'_, str>>>(raw.get()) else {
+    let Ok(images) = serde_json::from_slice::<Vec<Cow<'_, str>>>(raw.get().as_bytes()) else {
         return Vec::new();
     };
     images
@@ -226,7 +226,7 @@ fn sniff_image_type(base64: &str) -> &'static str {
 
 /// `tool_calls`: complete calls (Ollama sends no argument deltas), arguments as JSON text.
 fn tool_call_parts(raw: &RawValue) -> Vec<Part> {
-    let Ok(calls) = serde_json::from_str::<Vec<WireToolCall<'_>>>(raw.get()) else {
+    let Ok(calls) = serde_json::from_slice::<Vec<WireToolCall<'_>>>(raw.get().as_bytes()) else {
         return Vec::new();
     };
     calls
@@ -246,7 +246,7 @@ fn tool_call_parts(raw: &RawValue) -> Vec<Part> {
 
 /// Arguments are a JSON object on the wire; a JSON string (as OpenAI sends) is unwrapped.
 fn arguments_text(raw: &RawValue) -> String {
-    serde_json::from_str::<String>(raw.get()).unwrap_or_else(|_| raw.get().to_string())
+    serde_json::from_slice::<String>(raw.get().as_bytes()).unwrap_or_else(|_| raw.get().to_string())
 }
 
 /// Fills the request side of `record` from an `/api/generate` request body.
@@ -329,13 +329,13 @@ struct ErrorObject {
 
 /// `error` is a string in Ollama; an OpenAI-style object is accepted too.
 fn error_info(raw: &RawValue) -> Option<ErrorInfo> {
-    if let Ok(message) = serde_json::from_str::<String>(raw.get()) {
+    if let Ok(message) = serde_json::from_slice::<String>(raw.get().as_bytes()) {
         return Some(ErrorInfo {
             kind: "error".into(),
             message,
         });
     }
-    let obj: ErrorObject = serde_json::from_str(raw.get()).ok()?;
+    let obj: ErrorObject = serde_json::from_slice(raw.get().as_bytes()).ok()?;
     Some(ErrorInfo {
         kind: obj.kind.unwrap_or_else(|| "error".into()),
         message: obj.message.unwrap_or_default(),

@@ -129,10 +129,10 @@ fn tool_call_part(call: ToolCall) -> Part {
 
 /// `content` is a string, null, or an array of typed parts.
 fn content_parts(raw: &RawValue) -> Vec<Part> {
-    if let Ok(text) = serde_json::from_str::<Option<String>>(raw.get()) {
+    if let Ok(text) = serde_json::from_slice::<Option<String>>(raw.get().as_bytes()) {
         return text.into_iter().map(Part::Text).collect();
     }
-    let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
+    let Ok(items) = serde_json::from_slice::<Vec<&RawValue>>(raw.get().as_bytes()) else {
         return vec![Part::Other {
             kind: "unknown".into(),
             json: raw.get().to_string(),
@@ -146,7 +146,7 @@ fn content_part(raw: &RawValue) -> Part {
         kind,
         json: raw.get().to_string(),
     };
-    let Ok(part) = serde_json::from_str::<ContentPart>(raw.get()) else {
+    let Ok(part) = serde_json::from_slice::<ContentPart>(raw.get().as_bytes()) else {
         return other("unknown".into());
     };
     match (

@@ -94,7 +94,7 @@ struct Conversation {
 impl Conversation {
     /// A string (a message of `text_role`) or a list of items; `null` is nothing.
     fn input(&mut self, raw: &RawValue, text_role: &str) {
-        if let Ok(text) = serde_json::from_str::<Option<String>>(raw.get()) {
+        if let Ok(text) = serde_json::from_slice::<Option<String>>(raw.get().as_bytes()) {
             if let Some(text) = text {
                 self.push(Message {
                     role: text_role.into(),
@@ -104,7 +104,7 @@ impl Conversation {
             }
             return;
         }
-        match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
+        match serde_json::from_slice::<Vec<&RawValue>>(raw.get().as_bytes()) {
             Ok(items) => items.into_iter().for_each(|item| self.item(item)),
             Err(_) => self.push(Message {
                 role: text_role.into(),
@@ -217,7 +217,7 @@ fn classify(raw: &RawValue) -> Classified {
     if raw.get() == "null" {
         return Classified::Nothing;
     }
-    let Ok(item) = serde_json::from_str::<Item<'_>>(raw.get()) else {
+    let Ok(item) = serde_json::from_slice::<Item<'_>>(raw.get().as_bytes()) else {
         return Classified::Message {
             role: "user".into(),
             parts: vec![other_part("unknown", raw)],
@@ -298,17 +298,17 @@ struct UrlObject<'a> {
 
 /// `content` (or a tool `output`): a string, null, an array of typed parts, or one part.
 fn content_parts(raw: &RawValue) -> Vec<Part> {
-    if let Ok(text) = serde_json::from_str::<Option<String>>(raw.get()) {
+    if let Ok(text) = serde_json::from_slice::<Option<String>>(raw.get().as_bytes()) {
         return text.into_iter().map(Part::Text).collect();
     }
-    match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
+    match serde_json::from_slice::<Vec<&RawValue>>(raw.get().as_bytes()) {
         Ok(items) => items.into_iter().map(content_part).collect(),
         Err(_) => vec![content_part(raw)],
     }
 }
 
 fn content_part(raw: &RawValue) -> Part {
-    let Ok(part) = serde_json::from_str::<InPart<'_>>(raw.get()) else {
+    let Ok(part) = serde_json::from_slice::<InPart<'_>>(raw.get().as_bytes()) else {
         return other_part("unknown", raw);
     };
     let described = match part.kind.as_str() {
@@ -389,9 +389,9 @@ fn media_type_of_name(name: &str) -> Option<&'static str> {
 
 /// A JSON string's text, borrowed when it has no escapes; `None` for other JSON.
 fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
-    match serde_json::from_str::<&str>(raw.get()) {
+    match serde_json::from_slice::<&str>(raw.get().as_bytes()) {
         Ok(s) => Some(Cow::Borrowed(s)),
-        Err(_) => serde_json::from_str::<String>(raw.get())
+        Err(_) => serde_json::from_slice::<String>(raw.get().as_bytes())
             .ok()
             .map(Cow::Owned),
     }
@@ -400,7 +400,7 @@ fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
 /// A URL given as a string or as `{"url": …}`.
 fn url_text(raw: &RawValue) -> Option<Cow<'_, str>> {
     json_str(raw).or_else(|| {
-        serde_json::from_str::<UrlObject<'_>>(raw.get())
+        serde_json::from_slice::<UrlObject<'_>>(raw.get().as_bytes())
             .ok()
             .and_then(|o| json_str(o.url))
     })
@@ -515,14 +515,14 @@ impl WireError<'_> {
 fn scalar_text(raw: &RawValue) -> Option<String> {
     match json_str(raw) {
         Some(s) => Some(s.into_owned()).filter(|s| !s.is_empty()),
-        None => serde_json::from_str::<serde_json::Number>(raw.get())
+        None => serde_json::from_slice::<serde_json::Number>(raw.get().as_bytes())
             .ok()
             .map(|n| n.to_string()),
     }
 }
 
 fn response_error(raw: &RawValue) -> Option<ErrorInfo> {
-    let err = serde_json::from_str::<Option<WireError<'_>>>(raw.get()).ok()??;
+    let err = serde_json::from_slice::<Option<WireError<'_>>>(raw.get().as_bytes()).ok()??;
     Some(err.info("failed"))
 }
 
@@ -908,7 +908,7 @@ impl ResponsesStream {
     }
 
     fn response_object<'r>(&mut self, raw: &'r RawValue) -> Option<ResponseObject<'r>> {
-        let parsed = serde_json::from_str::<ResponseObject<'_>>(raw.get()).ok();
+        let parsed = serde_json::from_slice::<ResponseObject<'_>>(raw.get().as_bytes()).ok();
         if parsed.is_none() {
             self.malformed += 1;
         }
@@ -942,7 +942,7 @@ impl ResponsesStream {
             self.malformed += 1;
             return ChunkEffect::Quiet;
         };
-        let call = serde_json::from_str::<Item<'_>>(raw.get())
+        let call = serde_json::from_slice::<Item<'_>>(raw.get().as_bytes())
             .ok()
             .and_then(|item| match item.kind.as_deref() {
                 Some("function_call" | "custom_tool_call") => Some((

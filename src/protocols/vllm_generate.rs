@@ -79,10 +79,10 @@ pub fn parse_request(body: &[u8], record: &mut TraceRecord) -> Result<(), Protoc
         ..Params::default()
     };
     let part = req.prompt.and_then(|raw| {
-        if let Ok(text) = serde_json::from_str::<Option<String>>(raw.get()) {
+        if let Ok(text) = serde_json::from_slice::<Option<String>>(raw.get().as_bytes()) {
             return text.filter(|t| !t.is_empty()).map(Part::Text);
         }
-        if let Ok(p) = serde_json::from_str::<TextPrompt>(raw.get()) {
+        if let Ok(p) = serde_json::from_slice::<TextPrompt>(raw.get().as_bytes()) {
             return Some(Part::Text(p.prompt));
         }
         // Token ids or another prompt form: kept as sent.

@@ -602,7 +602,7 @@ impl Serialize for OtelPart<'_> {
                 m.serialize_entry("type", "tool_call")?;
                 m.serialize_entry("id", id)?;
                 m.serialize_entry("name", name)?;
-                match serde_json::from_str::<serde_json::Value>(arguments) {
+                match serde_json::from_slice::<serde_json::Value>(arguments.as_bytes()) {
                     Ok(v) => m.serialize_entry("arguments", &v)?,
                     Err(_) => m.serialize_entry("arguments", arguments)?,
                 }
