@@ -478,3 +478,42 @@ fn opik_langfuse_and_generic_otlp_at_once() {
         );
     }
 }
+
+#[test]
+fn exchange_metrics_carry_provider_model_and_route_labels() {
+    for p in BOTH {
+        let collector = validating_collector();
+        let addr = collector.addr();
+        let extra = r#","metrics_max_models":1,"routes":[{"name":"chat","path_prefix":"/v1/"}]"#;
+        let mut rig = rig_with(p, collector, addr, extra);
+        rig.host
+            .exchange(&chat("basic", 200, false, Chunking::Whole));
+        rig.host
+            .exchange(&chat("stream_text", 200, true, Chunking::Fixed(40)));
+        let labels = "_provider=openai_model=gpt-4o-mini-2024-07-18_route=chat";
+        let metric = |base: &str| rig.host.metric(&format!("{base}{labels}"));
+        assert_eq!(metric("llm_tracer_requests_total"), Some(1), "{p:?}");
+        assert_eq!(metric("llm_tracer_input_tokens_total"), Some(21));
+        assert_eq!(metric("llm_tracer_output_tokens_total"), Some(3));
+        // 4.95e-6 USD is 4.95 micro-dollars, rounded to 5.
+        assert_eq!(metric("llm_tracer_cost_microusd_total"), Some(5));
+        assert_eq!(metric("llm_tracer_latency_ms"), Some(1), "one observation");
+        // The second model is past metrics_max_models: counted as `other`.
+        let other = "_provider=openai_model=other_route=chat";
+        assert_eq!(
+            rig.host
+                .metric(&format!("llm_tracer_requests_total{other}")),
+            Some(1)
+        );
+        assert_eq!(
+            rig.host
+                .metric(&format!("llm_tracer_cached_input_tokens_total{other}")),
+            Some(1024)
+        );
+        assert_eq!(
+            rig.host.metric(&format!("llm_tracer_ttft_ms{other}")),
+            Some(1)
+        );
+        assert_eq!(rig.host.metric_total("llm_tracer_requests_total"), Some(2));
+    }
+}
