@@ -8,6 +8,7 @@
 //! source that has the key. A session id is only ever one a caller gave: none is invented.
 
 use crate::config::{ConfigError, Obj};
+use crate::json::Members;
 use crate::sha256;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -475,15 +476,20 @@ impl Context {
     /// Applies the request body's `user` and `metadata` over what headers and defaults gave
     /// (the body has the highest precedence). A body that is not a JSON object is ignored.
     pub fn apply_body(&mut self, body: &[u8]) {
-        let Ok(fields) = serde_json::from_slice::<BodyFields>(body) else {
+        let Ok(members) = serde_json::from_slice::<Members<'_>>(body) else {
             return;
         };
+        let member = |key| {
+            members
+                .get(key)
+                .and_then(|raw| serde_json::from_slice::<Value>(raw.get().as_bytes()).ok())
+        };
         let mut from_body = Context::default();
-        if let Some(Value::Object(meta)) = &fields.metadata {
-            from_body.read_metadata(meta);
+        if let Some(Value::Object(meta)) = member("metadata") {
+            from_body.read_metadata(&meta);
         }
-        if let Some(Value::String(user)) = &fields.user {
-            from_body.fill(Field::User, Some(user));
+        if let Some(Value::String(user)) = member("user") {
+            from_body.fill(Field::User, Some(&user));
         }
         self.overlay(from_body);
     }
@@ -590,14 +596,6 @@ pub const TRACING_METADATA_KEYS: &[&str] = &[
 
 fn is_context_key(key: &str) -> bool {
     key == "user_id" || TRACING_METADATA_KEYS.contains(&key) || key == "metadata"
-}
-
-#[derive(serde::Deserialize)]
-struct BodyFields {
-    #[serde(default)]
-    user: Option<Value>,
-    #[serde(default)]
-    metadata: Option<Value>,
 }
 
 fn str_of(value: Option<&Value>) -> Option<&str> {

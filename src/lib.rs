@@ -12,6 +12,7 @@ pub mod context;
 pub mod decode;
 pub mod export;
 pub mod ids;
+pub mod json;
 pub mod metrics;
 pub mod policy;
 pub mod pricing;

@@ -8,9 +8,8 @@
 //! JSON text; only the whitespace between top-level members is not kept).
 
 use crate::context::TRACING_METADATA_KEYS;
-use serde::de::{Deserializer, MapAccess, Visitor};
+use crate::json::Members;
 use serde_json::value::RawValue;
-use std::fmt;
 
 /// What to change in a request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,72 +28,6 @@ pub struct Edited {
     /// Usage was injected: the stream's extra usage chunk and `"usage":null` members are not
     /// the client's and must be filtered out.
     pub injected_usage: bool,
-}
-
-/// A JSON object's members in document order, values as raw text.
-struct Members<'a>(Vec<(String, &'a RawValue)>);
-
-impl<'de: 'a, 'a> serde::Deserialize<'de> for Members<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = Members<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'a>, A::Error> {
-                let mut members = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, &'a RawValue>()? {
-                    members.push((k, v));
-                }
-                Ok(Members(members))
-            }
-        }
-        d.deserialize_map(V(std::marker::PhantomData))
-    }
-}
-
-impl Members<'_> {
-    fn get(&self, key: &str) -> Option<&RawValue> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
-    }
-
-    fn encode(&self, replaced: &[(&str, Option<String>)], added: &[(&str, String)]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            self.0
-                .iter()
-                .map(|(k, v)| k.len() + v.get().len() + 4)
-                .sum::<usize>()
-                + 64,
-        );
-        out.push(b'{');
-        let mut first = true;
-        let mut member = |out: &mut Vec<u8>, key: &str, value: &str| {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            out.extend_from_slice(json_string(key).as_bytes());
-            out.push(b':');
-            out.extend_from_slice(value.as_bytes());
-        };
-        for (k, v) in &self.0 {
-            match replaced.iter().find(|(name, _)| name == k) {
-                Some((_, Some(new))) => member(&mut out, k, new),
-                Some((_, None)) => {}
-                None => member(&mut out, k, v.get()),
-            }
-        }
-        for (k, v) in added {
-            member(&mut out, k, v);
-        }
-        out.push(b'}');
-        out
-    }
-}
-
-fn json_string(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
 /// Applies `edits` to a JSON request body. A body that is not a JSON object, or needs no

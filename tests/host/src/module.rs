@@ -76,11 +76,29 @@ impl WasmModule {
         Self::load(&path)
     }
 
-    /// Where [`WasmModule::default_build`] looks.
+    /// Where [`WasmModule::default_build`] looks: `$LLM_TRACER_WASM`, else the deployable
+    /// `dist/llm_tracer.wasm` (`make wasm`: the compiler's output through `wasm-opt`) when it
+    /// is at least as new as the compiler's output, else the compiler's output.
     pub fn default_path() -> PathBuf {
         if let Some(p) = std::env::var_os(WASM_ENV) {
             return PathBuf::from(p);
         }
+        let compiled = Self::compiled_path();
+        let dist = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("..")
+            .join("dist")
+            .join("llm_tracer.wasm");
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        match (modified(&dist), modified(&compiled)) {
+            (Some(d), Some(c)) if d >= c => dist,
+            (Some(_), None) => dist,
+            _ => compiled,
+        }
+    }
+
+    /// Where cargo puts the release `.wasm`.
+    fn compiled_path() -> PathBuf {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
