@@ -935,7 +935,7 @@ fn compose_files_reference_existing_files_volumes_and_networks() {
             assert!(service["image"].is_string(), "{file}: {name} has an image");
             for mount in bind_mounts(service) {
                 // The filter is a build output (`make wasm`), not a repository file.
-                if mount.source.contains("/target/") {
+                if mount.source.contains("/dist/") {
                     assert!(mount.source.ends_with("llm_tracer.wasm"), "{file}: {name}");
                     continue;
                 }
