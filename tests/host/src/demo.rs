@@ -696,7 +696,10 @@ fn write_metrics(
     let naming = m
         .example_name
         .as_deref()
-        .map(|n| n.replace("llm_tracer_export_sent_records_total", "<name>"))
+        .map(|n| match n.find("llm_tracer_") {
+            Some(at) => format!("{}<name>", &n[..at]),
+            None => n.to_string(),
+        })
         .unwrap_or_else(|| "none defined".to_string());
     writeln!(
         out,
