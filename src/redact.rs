@@ -768,6 +768,14 @@ fn scan_api_keys(text: &[u8], push: &mut impl FnMut(usize, usize)) {
 /// End of the API key starting at `at`, if one does.
 fn api_key_end(text: &[u8], at: usize) -> Option<usize> {
     let rest = text.get(at..)?;
+    // Most words start with a trigger letter but no key prefix: reject them on two bytes
+    // before measuring the word.
+    if !matches!(
+        rest.get(..2),
+        Some(b"sk" | b"pk" | b"gh" | b"gi" | b"xo" | b"hf" | b"AK" | b"AI")
+    ) {
+        return None;
+    }
     let end = run_end(text, at, is_key_char);
     let fixed = |prefix: &[u8], tail: usize, class: fn(u8) -> bool| {
         let body = rest.get(prefix.len()..prefix.len() + tail)?;
