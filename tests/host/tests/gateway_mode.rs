@@ -198,8 +198,8 @@ fn streamed_response_is_byte_identical_and_exported() {
         let (traced, sent, traps) = gateway
             .with_host(|h| {
                 (
-                    h.metric("llm_tracer_traced_exchanges_total"),
-                    h.metric("llm_tracer_export_langfuse_sent_records_total"),
+                    h.metric_total("llm_tracer_requests_total"),
+                    h.metric("llm_tracer_export_sent_records_total_sink=langfuse"),
                     h.traps(),
                 )
             })
@@ -234,7 +234,7 @@ fn plain_and_error_responses_pass_unchanged() {
         assert_eq!(collector.opik_traces().len(), 3, "{p}");
         assert_eq!(collector.otlp_spans().len(), 3, "{p}");
         let errors = gateway
-            .with_host(|h| h.metric("llm_tracer_error_exchanges_total"))
+            .with_host(|h| h.metric_total("llm_tracer_errors_total"))
             .expect("host");
         assert_eq!(errors, Some(1), "{p}");
     }
