@@ -1379,7 +1379,7 @@ mod tests {
         let mut text = doc.replace('\n', "\\n").replace("\\n               ", " ");
         assert!(is_json(&text), "fixture is JSON: {text}");
         assert_eq!(r.redact_as(&mut text, TextKind::Json), 4);
-        let value: Value = serde_json::from_slice(&text.as_bytes()).expect("still JSON");
+        let value: Value = serde_json::from_slice(text.as_bytes()).expect("still JSON");
         assert_eq!(
             value,
             json!({

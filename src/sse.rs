@@ -68,12 +68,11 @@ impl SseDecoder {
 
     /// Feeds one network chunk; calls `on_event` for every event it completes.
     pub fn push(&mut self, mut chunk: &[u8], on_event: &mut dyn FnMut(Event)) {
-        if self.skip_lf {
-            if let Some((&b'\n', rest)) = chunk.split_first() {
+        if self.skip_lf && !chunk.is_empty() {
+            // The byte after a chunk-final `\r` decides: a `\n` completes the CRLF.
+            self.skip_lf = false;
+            if let Some(rest) = chunk.strip_prefix(b"\n") {
                 chunk = rest;
-            }
-            if !chunk.is_empty() {
-                self.skip_lf = false;
             }
         }
         while !chunk.is_empty() {
@@ -266,5 +265,19 @@ mod tests {
         let (events, oversized) = decode_in(&[long.as_bytes()], 32);
         assert_eq!(data(&events), vec!["ok"]);
         assert_eq!(oversized, 1);
+    }
+
+    #[test]
+    fn a_lone_lf_chunk_after_cr_does_not_swallow_the_next_line_end() {
+        // Found by the `sse` fuzz target: `\r`, then a chunk holding only `\n`, used to leave
+        // the CRLF pending and eat the blank line after it, merging two events.
+        let mut decoder = SseDecoder::new(1024);
+        let mut events = Vec::new();
+        for byte in b"data: a\r\n\ndata: b\n\n" {
+            decoder.push(std::slice::from_ref(byte), &mut |e| events.push(e));
+        }
+        decoder.finish(&mut |e| events.push(e));
+        let data: Vec<&[u8]> = events.iter().map(|e| e.data.as_slice()).collect();
+        assert_eq!(data, [&b"a"[..], b"b"]);
     }
 }

@@ -461,7 +461,7 @@ mod tests {
         // Budget 12 - 2 quotes = 10 escaped bytes: `[` 1, `"` 2, then a..g.
         let capped = trimmed(trim(12, 1024), doc, TextKind::Json);
         assert_eq!(capped, r#""[\"abcdefg…[truncated 21 bytes]""#);
-        let value: Value = serde_json::from_slice(&capped.as_bytes()).expect("JSON");
+        let value: Value = serde_json::from_slice(capped.as_bytes()).expect("JSON");
         assert_eq!(value, json!(r#"["abcdefg…[truncated 21 bytes]"#));
         assert_eq!(
             trimmed(trim(12, 1024), &capped, TextKind::Json),
