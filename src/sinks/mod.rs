@@ -144,6 +144,18 @@ pub(crate) fn extra_metadata(r: &TraceRecord, taken: &[&str]) -> Vec<(String, Va
     out
 }
 
+/// Trace tags: `llm-tracer`, the provider as the backend names it, then the context's tags
+/// without repeats.
+pub(crate) fn trace_tags<'a>(provider: &'a str, tags: &'a [String]) -> Vec<&'a str> {
+    let mut out = vec!["llm-tracer", provider];
+    for tag in tags {
+        if !out.contains(&tag.as_str()) {
+            out.push(tag);
+        }
+    }
+    out
+}
+
 /// Cost parts in USD, as `{input, output, cache_read, cache_write, reasoning, total}` with zero
 /// parts left out (total always present).
 pub(crate) fn cost_details(cost: &Cost) -> Value {

@@ -7,7 +7,7 @@
 //! integration (`{"messages": …}`, `{"choices": …}`). Opik Cloud takes the API key raw in
 //! `authorization` (no `Bearer`) plus `Comet-Workspace`; self-hosted takes neither.
 
-use super::{api_path, extra_metadata, OutboundRequest, Sink};
+use super::{api_path, extra_metadata, trace_tags, OutboundRequest, Sink};
 use crate::config::{Endpoint, OpikConfig};
 use crate::ids::uuid_v7;
 use crate::providers::opik_name;
@@ -206,7 +206,7 @@ impl Serialize for Item<'_> {
         m.serialize_entry("input", &Input(r))?;
         m.serialize_entry("output", &Output(r))?;
         m.serialize_entry("metadata", &Metadata(r))?;
-        m.serialize_entry("tags", &Tags(r))?;
+        m.serialize_entry("tags", &trace_tags(opik_name(&r.provider), &r.context.tags))?;
         if let Some(ttft) = r.ttft_ms() {
             m.serialize_entry("ttft", &ttft)?;
         }
@@ -417,25 +417,6 @@ const METADATA_KEYS: &[&str] = &[
     "truncated",
     "unparsed",
 ];
-
-/// `llm-tracer`, the provider, then the context's tags.
-struct Tags<'a>(&'a TraceRecord);
-
-impl Serialize for Tags<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
-        let provider = opik_name(&r.provider);
-        let mut seq = s.serialize_seq(None)?;
-        seq.serialize_element("llm-tracer")?;
-        seq.serialize_element(provider)?;
-        for tag in &r.context.tags {
-            if tag != "llm-tracer" && tag != provider {
-                seq.serialize_element(tag)?;
-            }
-        }
-        seq.end()
-    }
-}
 
 impl Serialize for Metadata<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -8,7 +8,7 @@
 //! only, with message content when configured; the Langfuse sink adds the `langfuse.*`
 //! attributes that pin trace name, tags, usage, cost and completion start.
 
-use super::{cost_details, extra_metadata, split_authority, OutboundRequest, Sink};
+use super::{cost_details, extra_metadata, split_authority, trace_tags, OutboundRequest, Sink};
 use crate::config::{Endpoint, OtlpConfig};
 use crate::ids::hex;
 use crate::record::{Message, Part, TraceRecord};
@@ -408,12 +408,7 @@ fn langfuse_attributes<'a>(
     a.push(Kv::new("langfuse.observation.type", Any::Str(observation)));
     let trace_name = ctx.trace_name.as_deref().unwrap_or(r.api);
     a.push(Kv::new("langfuse.trace.name", Any::Str(trace_name)));
-    let mut tags = vec!["llm-tracer", r.provider.as_str()];
-    for tag in &ctx.tags {
-        if !tags.contains(&tag.as_str()) {
-            tags.push(tag);
-        }
-    }
+    let tags = trace_tags(&r.provider, &ctx.tags);
     a.push(Kv::new("langfuse.trace.tags", Any::StrArray(tags)));
     if let Some(cost) = &r.cost {
         a.push(Kv::new(
