@@ -34,6 +34,8 @@ pub struct SseDecoder {
     max_line: usize,
     current: Event,
     has_data: bool,
+    /// The event being built passed `max_line` bytes of data: it is dropped when it ends.
+    dropping: bool,
     oversized: usize,
     ndjson: bool,
 }
@@ -48,6 +50,7 @@ impl SseDecoder {
             max_line: max_line.max(1),
             current: Event::default(),
             has_data: false,
+            dropping: false,
             oversized: 0,
             ndjson: false,
         }
@@ -61,7 +64,7 @@ impl SseDecoder {
         }
     }
 
-    /// Number of lines dropped because they exceeded the line limit.
+    /// Number of lines, and of events, dropped because they exceeded the line limit.
     pub fn oversized_lines(&self) -> usize {
         self.oversized
     }
@@ -158,25 +161,42 @@ impl SseDecoder {
             None => (line, &[][..]),
         };
         match name {
-            b"data" => {
-                if self.has_data {
-                    self.current.data.push(b'\n');
-                }
-                self.current.data.extend_from_slice(value);
-                self.has_data = true;
-            }
+            b"data" => self.data_line(value),
             b"event" => self.current.event = String::from_utf8_lossy(value).into_owned(),
             _ => {} // id, retry and unknown fields carry nothing a trace needs
         }
     }
 
-    fn dispatch(&mut self, on_event: &mut dyn FnMut(Event)) {
+    /// Adds one `data:` line to the event, unless the event's data would pass `max_line`
+    /// bytes: then the event is dropped as a whole (an event without a blank line must not
+    /// grow memory any more than a line without a line break).
+    fn data_line(&mut self, value: &[u8]) {
+        if self.dropping {
+            return;
+        }
+        let separator = usize::from(self.has_data);
+        if self.current.data.len() + separator + value.len() > self.max_line {
+            self.current.data = Vec::new();
+            self.dropping = true;
+            self.oversized += 1;
+            return;
+        }
         if self.has_data {
+            self.current.data.push(b'\n');
+        }
+        self.current.data.extend_from_slice(value);
+        self.has_data = true;
+    }
+
+    fn dispatch(&mut self, on_event: &mut dyn FnMut(Event)) {
+        if self.has_data && !self.dropping {
             on_event(std::mem::take(&mut self.current));
         } else {
             self.current.event.clear();
+            self.current.data.clear();
         }
         self.has_data = false;
+        self.dropping = false;
     }
 }
 
@@ -265,6 +285,24 @@ mod tests {
         let (events, oversized) = decode_in(&[long.as_bytes()], 32);
         assert_eq!(data(&events), vec!["ok"]);
         assert_eq!(oversized, 1);
+    }
+
+    #[test]
+    fn an_event_whose_data_lines_pass_the_limit_is_dropped_whole() {
+        // Short lines that never end the event: memory stays at the limit, the event is
+        // dropped and counted once, and the next event decodes.
+        let mut stream = "data: 0123456789\n".repeat(100);
+        stream.push_str("\ndata: next\n\n");
+        let (events, oversized) = decode_in(&[stream.as_bytes()], 64);
+        assert_eq!(data(&events), vec!["next"]);
+        assert_eq!(oversized, 1);
+        let mut decoder = SseDecoder::new(64);
+        decoder.push("data: 0123456789\n".repeat(1000).as_bytes(), &mut |_| {});
+        assert!(decoder.current.data.capacity() <= 64);
+        // Up to the limit, data lines still join.
+        let (events, oversized) = decode_in(&[b"data: 0123\ndata: 4567\n\n"], 10);
+        assert_eq!(data(&events), vec!["0123\n4567"]);
+        assert_eq!(oversized, 0);
     }
 
     #[test]

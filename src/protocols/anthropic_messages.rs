@@ -11,7 +11,7 @@
 //! semantics, so its input is `input_tokens + cache_read_input_tokens +
 //! cache_creation_input_tokens`.
 
-use super::{append_capped, inline_media, set_once, ChunkEffect, ProtocolError, StreamFold};
+use super::{inline_media, item_slot, set_once, Budget, ChunkEffect, ProtocolError, StreamFold};
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::sse::Event;
 use serde::Deserialize;
@@ -477,32 +477,6 @@ impl BlockAcc {
     }
 }
 
-/// The output byte budget shared by every block of a stream.
-#[derive(Debug)]
-struct Budget {
-    left: usize,
-    truncated: bool,
-}
-
-impl Budget {
-    fn append(&mut self, out: &mut String, text: &str) {
-        if !append_capped(out, text, &mut self.left) {
-            self.truncated = true;
-        }
-    }
-
-    /// Whether `len` more bytes fit; takes them when they do.
-    fn take(&mut self, len: usize) -> bool {
-        if len <= self.left {
-            self.left -= len;
-            true
-        } else {
-            self.truncated = true;
-            false
-        }
-    }
-}
-
 /// Folds the events of a streamed message into the final message, bounded by a byte budget.
 #[derive(Debug)]
 pub struct MessagesStream {
@@ -531,10 +505,7 @@ impl MessagesStream {
             stop_reason: None,
             usage: None,
             error: None,
-            budget: Budget {
-                left: budget,
-                truncated: false,
-            },
+            budget: Budget::new(budget),
             malformed: 0,
         }
     }
@@ -638,8 +609,8 @@ impl MessagesStream {
             {
                 effect = ChunkEffect::Output;
                 BlockAcc::Tool {
-                    id: id.unwrap_or_default(),
-                    name: name.unwrap_or_default(),
+                    id: self.budget.keep(id).unwrap_or_default(),
+                    name: self.budget.keep(name).unwrap_or_default(),
                     arguments: String::new(),
                     initial: input
                         .map(|i| i.get().to_string())
@@ -662,7 +633,8 @@ impl MessagesStream {
         };
         match self.blocks.iter_mut().rev().find(|(i, _)| *i == index) {
             Some((_, existing)) => *existing = acc,
-            None => self.blocks.push((index, acc)),
+            None if self.budget.open() => self.blocks.push((index, acc)),
+            None => return ChunkEffect::Quiet,
         }
         effect
     }
@@ -676,8 +648,8 @@ impl MessagesStream {
             delta.thinking,
         ) {
             (Some("text_delta"), Some(text), _, _) => {
-                if let BlockAcc::Text(out) =
-                    block_at(blocks, index, || BlockAcc::Text(String::new()))
+                if let Some(BlockAcc::Text(out)) =
+                    block_at(blocks, budget, index, || BlockAcc::Text(String::new()))
                 {
                     budget.append(out, &text);
                 }
@@ -685,7 +657,7 @@ impl MessagesStream {
             }
             (Some("thinking_delta"), _, _, Some(thinking)) => {
                 let make = || BlockAcc::Reasoning(String::new());
-                if let BlockAcc::Reasoning(out) = block_at(blocks, index, make) {
+                if let Some(BlockAcc::Reasoning(out)) = block_at(blocks, budget, index, make) {
                     budget.append(out, &thinking);
                 }
                 output_if(!thinking.is_empty())
@@ -697,7 +669,9 @@ impl MessagesStream {
                     arguments: String::new(),
                     initial: None,
                 };
-                if let BlockAcc::Tool { arguments, .. } = block_at(blocks, index, make) {
+                if let Some(BlockAcc::Tool { arguments, .. }) =
+                    block_at(blocks, budget, index, make)
+                {
                     budget.append(arguments, &json);
                 }
                 ChunkEffect::Output
@@ -743,20 +717,15 @@ impl MessagesStream {
 }
 
 /// The block at stream index `index`, started with `make` when none has that index yet (a
-/// delta whose `content_block_start` never came).
-fn block_at(
-    blocks: &mut Vec<(u64, BlockAcc)>,
+/// delta whose `content_block_start` never came) and the budget allows one more.
+fn block_at<'b>(
+    blocks: &'b mut Vec<(u64, BlockAcc)>,
+    budget: &mut Budget,
     index: u64,
     make: impl FnOnce() -> BlockAcc,
-) -> &mut BlockAcc {
-    let at = match blocks.iter().rposition(|(i, _)| *i == index) {
-        Some(at) => at,
-        None => {
-            blocks.push((index, make()));
-            blocks.len() - 1
-        }
-    };
-    &mut blocks[at].1
+) -> Option<&'b mut BlockAcc> {
+    let at = item_slot(blocks, budget, |(i, _)| *i == index, || (index, make()))?;
+    blocks.get_mut(at).map(|(_, block)| block)
 }
 
 fn output_if(output: bool) -> ChunkEffect {

@@ -13,7 +13,7 @@
 //! not the body. Bodies are deserialized into typed structs that ignore unknown keys; nothing
 //! here calls the host.
 
-use super::{append_capped, inline_media, set_once, ChunkEffect, ProtocolError, StreamFold};
+use super::{inline_media, item_slot, set_once, Budget, ChunkEffect, ProtocolError, StreamFold};
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::sse::Event;
 use serde::de::IgnoredAny;
@@ -503,8 +503,7 @@ pub struct GeminiStream {
     usage: Option<WireUsage>,
     block_reason: Option<String>,
     error: Option<ErrorInfo>,
-    budget: usize,
-    truncated: bool,
+    budget: Budget,
     malformed: usize,
 }
 
@@ -518,8 +517,7 @@ impl GeminiStream {
             usage: None,
             block_reason: None,
             error: None,
-            budget,
-            truncated: false,
+            budget: Budget::new(budget),
             malformed: 0,
         }
     }
@@ -561,17 +559,16 @@ impl GeminiStream {
             let index = candidate
                 .index
                 .unwrap_or_else(|| u32::try_from(position).unwrap_or(u32::MAX));
-            let at = match self.candidates.iter().position(|c| c.index == index) {
-                Some(at) => at,
-                None => {
-                    self.candidates.push(CandidateAcc {
-                        index,
-                        role: None,
-                        parts: Vec::new(),
-                        finish_reason: None,
-                    });
-                    self.candidates.len() - 1
-                }
+            let make = || CandidateAcc {
+                index,
+                role: None,
+                parts: Vec::new(),
+                finish_reason: None,
+            };
+            let candidates = &mut self.candidates;
+            let Some(at) = item_slot(candidates, &mut self.budget, |c| c.index == index, make)
+            else {
+                continue;
             };
             let acc = &mut self.candidates[at];
             if let Some(reason) = candidate.finish_reason {
@@ -581,14 +578,11 @@ impl GeminiStream {
             let Some(content) = candidate.content else {
                 continue;
             };
-            set_once(&mut acc.role, content.role);
+            if acc.role.is_none() {
+                acc.role = self.budget.keep(content.role);
+            }
             for raw in content.parts.unwrap_or_default() {
-                output |= add_part(
-                    &mut acc.parts,
-                    parse_part(raw),
-                    &mut self.budget,
-                    &mut self.truncated,
-                );
+                output |= add_part(&mut acc.parts, parse_part(raw), &mut self.budget);
             }
         }
         if output {
@@ -604,7 +598,7 @@ impl GeminiStream {
         record.response_id = self.id;
         record.response_model = self.model;
         record.usage = self.usage.map(Usage::from).unwrap_or_default();
-        record.truncated |= self.truncated;
+        record.truncated |= self.budget.truncated;
         if self.malformed > 0 {
             record.unparsed.push(format!(
                 "response: {} malformed response chunks",
@@ -641,12 +635,7 @@ impl GeminiStream {
 
 /// Adds one output part under the budget: text and thoughts join the previous part of their
 /// kind; whole parts are kept only when they fit. True when it was output a client would see.
-fn add_part(
-    parts: &mut Vec<Part>,
-    parsed: Parsed,
-    budget: &mut usize,
-    truncated: &mut bool,
-) -> bool {
+fn add_part(parts: &mut Vec<Part>, parsed: Parsed, budget: &mut Budget) -> bool {
     let part = match parsed {
         Parsed::Nothing => return false,
         Parsed::Part(part) => part,
@@ -660,31 +649,27 @@ fn add_part(
         },
     };
     match part {
-        Part::Text(text) => append_text(parts, &text, budget, truncated, Part::Text, |p| match p {
+        Part::Text(text) => append_text(parts, &text, budget, Part::Text, |p| match p {
             Part::Text(t) => Some(t),
             _ => None,
         }),
-        Part::Reasoning(text) => append_text(
-            parts,
-            &text,
-            budget,
-            truncated,
-            Part::Reasoning,
-            |p| match p {
-                Part::Reasoning(t) => Some(t),
-                _ => None,
-            },
-        ),
+        Part::Reasoning(text) => append_text(parts, &text, budget, Part::Reasoning, |p| match p {
+            Part::Reasoning(t) => Some(t),
+            _ => None,
+        }),
         Part::ToolCall {
             id,
             name,
             arguments,
         } => {
+            if !budget.open() {
+                return true;
+            }
             let mut capped = String::new();
-            *truncated |= !append_capped(&mut capped, &arguments, budget);
+            budget.append(&mut capped, &arguments);
             parts.push(Part::ToolCall {
-                id,
-                name,
+                id: budget.keep(Some(id)).unwrap_or_default(),
+                name: budget.keep(Some(name)).unwrap_or_default(),
                 arguments: capped,
             });
             true
@@ -695,11 +680,9 @@ fn add_part(
                 Part::Other { kind, json } => kind.len() + json.len(),
                 _ => 0,
             };
-            if size > *budget {
-                *truncated = true;
+            if !budget.open() || !budget.take(size) {
                 return false;
             }
-            *budget -= size;
             let output = matches!(whole, Part::Uri { .. });
             parts.push(whole);
             output
@@ -712,16 +695,15 @@ fn add_part(
 fn append_text(
     parts: &mut Vec<Part>,
     text: &str,
-    budget: &mut usize,
-    truncated: &mut bool,
+    budget: &mut Budget,
     make: fn(String) -> Part,
     slot: fn(&mut Part) -> Option<&mut String>,
 ) -> bool {
     if let Some(out) = parts.last_mut().and_then(slot) {
-        *truncated |= !append_capped(out, text, budget);
-    } else {
+        budget.append(out, text);
+    } else if !text.is_empty() && budget.open() {
         let mut out = String::new();
-        *truncated |= !append_capped(&mut out, text, budget);
+        budget.append(&mut out, text);
         if !out.is_empty() {
             parts.push(make(out));
         }

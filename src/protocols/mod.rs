@@ -351,6 +351,15 @@ pub(crate) fn set_once(slot: &mut Option<String>, value: Option<String>) {
     }
 }
 
+/// [`set_once`] for a borrowed value: copies it only when `slot` is still empty.
+pub(crate) fn set_once_from(slot: &mut Option<String>, value: Option<std::borrow::Cow<'_, str>>) {
+    if slot.is_none() {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            *slot = Some(v.into_owned());
+        }
+    }
+}
+
 /// Appends up to `budget` bytes of `text` (cut on a character boundary); false when cut.
 pub(crate) fn append_capped(out: &mut String, text: &str, budget: &mut usize) -> bool {
     if text.len() <= *budget {
@@ -365,6 +374,111 @@ pub(crate) fn append_capped(out: &mut String, text: &str, budget: &mut usize) ->
     out.push_str(&text[..cut]);
     *budget = 0;
     false
+}
+
+/// Items (choices, candidates, tool calls, content blocks, output items, and parts of the
+/// output) one streamed response may open. More are dropped and the record is marked truncated,
+/// so that a stream inventing a new index per event can grow neither memory nor the time spent
+/// finding an item by index; real responses open a handful.
+pub const MAX_STREAM_ITEMS: usize = 1024;
+
+/// The longest tool name, call id or role a stream fold keeps.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// What a stream fold may keep: bytes of output (text, reasoning, arguments, names, ids), and
+/// items. Whatever does not fit is dropped and remembered as truncation.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    left: usize,
+    items: usize,
+    /// Something was dropped.
+    pub(crate) truncated: bool,
+}
+
+impl Budget {
+    /// A budget of `bytes` bytes and [`MAX_STREAM_ITEMS`] items.
+    pub(crate) fn new(bytes: usize) -> Self {
+        Budget {
+            left: bytes,
+            items: 0,
+            truncated: false,
+        }
+    }
+
+    /// Appends what fits of `text` to `out` (cut on a character boundary).
+    pub(crate) fn append(&mut self, out: &mut String, text: &str) {
+        if !append_capped(out, text, &mut self.left) {
+            self.truncated = true;
+        }
+    }
+
+    /// Whether `len` more bytes fit; takes them when they do.
+    pub(crate) fn take(&mut self, len: usize) -> bool {
+        if len <= self.left {
+            self.left -= len;
+            true
+        } else {
+            self.truncated = true;
+            false
+        }
+    }
+
+    /// Appends to a name, id or role, which the byte budget does not charge: each is cut at
+    /// [`MAX_NAME_BYTES`] (real ones are far shorter), and items are counted.
+    pub(crate) fn name(&mut self, out: &mut String, text: &str) {
+        let mut left = MAX_NAME_BYTES.saturating_sub(out.len());
+        if !append_capped(out, text, &mut left) {
+            self.truncated = true;
+        }
+    }
+
+    /// A name, id or role cut at [`MAX_NAME_BYTES`].
+    pub(crate) fn keep(&mut self, value: Option<String>) -> Option<String> {
+        value.map(|v| {
+            if v.len() <= MAX_NAME_BYTES {
+                return v;
+            }
+            let mut out = String::new();
+            self.name(&mut out, &v);
+            out
+        })
+    }
+
+    /// Whether one more item (or part) may be opened; counts it when it may.
+    pub(crate) fn open(&mut self) -> bool {
+        if self.items >= MAX_STREAM_ITEMS {
+            self.truncated = true;
+            return false;
+        }
+        self.items += 1;
+        true
+    }
+
+    /// Lets `cut` charge the bytes it keeps against the budget; `cut` returns true when it had
+    /// to drop something.
+    pub(crate) fn charge(&mut self, cut: impl FnOnce(&mut usize) -> bool) {
+        if cut(&mut self.left) {
+            self.truncated = true;
+        }
+    }
+}
+
+/// The position of the item `matches` finds in `items`, opening one with `make` when none
+/// matches and the budget allows; `None` when it does not.
+pub(crate) fn item_slot<T>(
+    items: &mut Vec<T>,
+    budget: &mut Budget,
+    matches: impl Fn(&T) -> bool,
+    make: impl FnOnce() -> T,
+) -> Option<usize> {
+    if let Some(at) = items.iter().rposition(matches) {
+        return Some(at);
+    }
+    if !budget.open() {
+        return None;
+    }
+    items.push(make());
+    Some(items.len() - 1)
 }
 
 /// A short description of inline base64 media, so traces never carry the bytes:

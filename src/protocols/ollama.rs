@@ -23,8 +23,7 @@
 
 use super::wire::{lenient, stop_list, Stop};
 use super::{
-    append_capped, inline_media, media_placeholder, set_once, ChunkEffect, ProtocolError,
-    StreamFold,
+    inline_media, media_placeholder, set_once, Budget, ChunkEffect, ProtocolError, StreamFold,
 };
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::sse::Event;
@@ -416,8 +415,7 @@ pub struct OllamaStream {
     error: Option<ErrorInfo>,
     /// Lines that carried a response (message, text or the done line).
     answered: bool,
-    budget: usize,
-    truncated: bool,
+    budget: Budget,
     malformed: usize,
     lines: usize,
 }
@@ -435,8 +433,7 @@ impl OllamaStream {
             usage: Usage::default(),
             error: None,
             answered: false,
-            budget,
-            truncated: false,
+            budget: Budget::new(budget),
             malformed: 0,
             lines: 0,
         }
@@ -465,7 +462,7 @@ impl OllamaStream {
         } else {
             &mut self.content
         };
-        self.truncated |= !append_capped(out, text, &mut self.budget);
+        self.budget.append(out, text);
         true
     }
 
@@ -496,11 +493,14 @@ impl OllamaStream {
                         continue;
                     };
                     output = true;
+                    if !self.budget.open() {
+                        continue;
+                    }
                     let mut kept = String::new();
-                    self.truncated |= !append_capped(&mut kept, &arguments, &mut self.budget);
+                    self.budget.append(&mut kept, &arguments);
                     self.tool_calls.push(ToolCallAcc {
-                        id,
-                        name,
+                        id: self.budget.keep(Some(id)).unwrap_or_default(),
+                        name: self.budget.keep(Some(name)).unwrap_or_default(),
                         arguments: kept,
                     });
                 }
@@ -541,7 +541,7 @@ impl OllamaStream {
     fn finish_into(self, record: &mut TraceRecord) {
         record.response_model = self.model;
         record.usage = self.usage;
-        record.truncated |= self.truncated;
+        record.truncated |= self.budget.truncated;
         if self.malformed > 0 {
             record.unparsed.push(format!(
                 "response: {} malformed stream lines",

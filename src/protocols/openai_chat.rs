@@ -7,11 +7,14 @@
 //! unknown keys; nothing here calls the host.
 
 use super::wire::{stop_list, OpenAiUsage, Stop};
-use super::{append_capped, media_placeholder, set_once, ChunkEffect, ProtocolError, StreamFold};
+use super::{
+    item_slot, media_placeholder, set_once_from, Budget, ChunkEffect, ProtocolError, StreamFold,
+};
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::sse::Event;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 #[derive(Deserialize)]
 struct ChatRequest<'a> {
@@ -311,45 +314,57 @@ fn error_info(detail: ErrorDetail) -> ErrorInfo {
 }
 
 #[derive(Deserialize)]
-struct Chunk {
-    id: Option<String>,
-    model: Option<String>,
-    system_fingerprint: Option<String>,
-    #[serde(default)]
-    choices: Vec<ChunkChoice>,
+struct Chunk<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    system_fingerprint: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    choices: Vec<ChunkChoice<'a>>,
     usage: Option<OpenAiUsage>,
     error: Option<ErrorDetail>,
 }
 
 #[derive(Deserialize)]
-struct ChunkChoice {
+struct ChunkChoice<'a> {
     #[serde(default)]
     index: u32,
-    delta: Option<Delta>,
-    finish_reason: Option<String>,
+    #[serde(borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(borrow)]
+    finish_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct Delta {
-    role: Option<String>,
-    content: Option<String>,
-    refusal: Option<String>,
-    #[serde(default)]
-    tool_calls: Vec<ToolCallDelta>,
+struct Delta<'a> {
+    #[serde(borrow)]
+    role: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Vec<ToolCallDelta<'a>>,
 }
 
 #[derive(Deserialize)]
-struct ToolCallDelta {
+struct ToolCallDelta<'a> {
     #[serde(default)]
     index: usize,
-    id: Option<String>,
-    function: Option<FunctionDelta>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    function: Option<FunctionDelta<'a>>,
 }
 
 #[derive(Deserialize)]
-struct FunctionDelta {
-    name: Option<String>,
-    arguments: Option<String>,
+struct FunctionDelta<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    arguments: Option<Cow<'a, str>>,
 }
 
 /// A tool call being assembled from deltas.
@@ -371,7 +386,7 @@ struct ChoiceAcc {
     finish_reason: Option<String>,
 }
 
-/// Folds `chat.completion.chunk` events into the final message(s), bounded by a byte budget.
+/// Folds `chat.completion.chunk` events into the final message(s), bounded by a [`Budget`].
 #[derive(Debug)]
 pub struct ChatStream {
     choices: Vec<ChoiceAcc>,
@@ -380,13 +395,12 @@ pub struct ChatStream {
     system_fingerprint: Option<String>,
     usage: Usage,
     error: Option<ErrorInfo>,
-    budget: usize,
-    truncated: bool,
+    budget: Budget,
     malformed: usize,
 }
 
 impl ChatStream {
-    /// A fold that keeps at most `budget` bytes of generated text and arguments.
+    /// A fold that keeps at most `budget` bytes of generated text, arguments, names and ids.
     pub fn new(budget: usize) -> Self {
         ChatStream {
             choices: Vec::new(),
@@ -395,8 +409,7 @@ impl ChatStream {
             system_fingerprint: None,
             usage: Usage::default(),
             error: None,
-            budget,
-            truncated: false,
+            budget: Budget::new(budget),
             malformed: 0,
         }
     }
@@ -409,7 +422,7 @@ impl ChatStream {
         if trimmed.is_empty() {
             return ChunkEffect::Quiet;
         }
-        let chunk: Chunk = match serde_json::from_slice(trimmed) {
+        let chunk: Chunk<'_> = match serde_json::from_slice(trimmed) {
             Ok(c) => c,
             Err(_) => {
                 self.malformed += 1;
@@ -419,9 +432,9 @@ impl ChatStream {
         if let Some(err) = chunk.error {
             self.error = Some(error_info(err));
         }
-        set_once(&mut self.id, chunk.id);
-        set_once(&mut self.model, chunk.model);
-        set_once(&mut self.system_fingerprint, chunk.system_fingerprint);
+        set_once_from(&mut self.id, chunk.id);
+        set_once_from(&mut self.model, chunk.model);
+        set_once_from(&mut self.system_fingerprint, chunk.system_fingerprint);
         if let Some(u) = chunk.usage {
             self.usage = u.into();
         }
@@ -434,58 +447,56 @@ impl ChatStream {
         effect
     }
 
-    fn apply_choice(&mut self, c: ChunkChoice) -> bool {
-        let at = match self.choices.iter().position(|a| a.index == c.index) {
-            Some(at) => at,
-            None => {
-                self.choices.push(ChoiceAcc {
-                    index: c.index,
-                    ..ChoiceAcc::default()
-                });
-                self.choices.len() - 1
-            }
+    fn apply_choice(&mut self, c: ChunkChoice<'_>) -> bool {
+        let Self {
+            choices, budget, ..
+        } = self;
+        let make = || ChoiceAcc {
+            index: c.index,
+            ..ChoiceAcc::default()
         };
+        let Some(at) = item_slot(choices, budget, |a| a.index == c.index, make) else {
+            return false;
+        };
+        let acc = &mut choices[at];
+        if let Some(reason) = c.finish_reason {
+            acc.finish_reason = Some(reason.into_owned());
+        }
+        let Some(delta) = c.delta else {
+            return false;
+        };
+        if acc.role.is_none() {
+            acc.role = budget.keep(delta.role.map(Cow::into_owned));
+        }
         let mut output = false;
-        let mut budget = self.budget;
-        let mut truncated = false;
-        let acc = &mut self.choices[at];
-        if c.finish_reason.is_some() {
-            acc.finish_reason = c.finish_reason;
+        for text in [delta.content, delta.refusal].into_iter().flatten() {
+            output |= !text.is_empty();
+            budget.append(&mut acc.content, &text);
         }
-        if let Some(delta) = c.delta {
-            set_once(&mut acc.role, delta.role);
-            for text in [delta.content, delta.refusal].into_iter().flatten() {
-                output |= !text.is_empty();
-                truncated |= !append_capped(&mut acc.content, &text, &mut budget);
+        for call in delta.tool_calls {
+            output = true;
+            let make = || ToolCallAcc {
+                index: call.index,
+                ..ToolCallAcc::default()
+            };
+            let tools = &mut acc.tool_calls;
+            let Some(slot) = item_slot(tools, budget, |t| t.index == call.index, make) else {
+                continue;
+            };
+            let tool = &mut tools[slot];
+            if let Some(id) = call.id {
+                tool.id.clear();
+                budget.name(&mut tool.id, &id);
             }
-            for call in delta.tool_calls {
-                output = true;
-                let slot = match acc.tool_calls.iter().position(|t| t.index == call.index) {
-                    Some(slot) => slot,
-                    None => {
-                        acc.tool_calls.push(ToolCallAcc {
-                            index: call.index,
-                            ..ToolCallAcc::default()
-                        });
-                        acc.tool_calls.len() - 1
-                    }
-                };
-                let tool = &mut acc.tool_calls[slot];
-                if let Some(id) = call.id {
-                    tool.id = id;
+            if let Some(f) = call.function {
+                if let Some(name) = f.name {
+                    budget.name(&mut tool.name, &name);
                 }
-                if let Some(f) = call.function {
-                    if let Some(name) = f.name {
-                        tool.name.push_str(&name);
-                    }
-                    if let Some(args) = f.arguments {
-                        truncated |= !append_capped(&mut tool.arguments, &args, &mut budget);
-                    }
+                if let Some(args) = f.arguments {
+                    budget.append(&mut tool.arguments, &args);
                 }
             }
         }
-        self.budget = budget;
-        self.truncated |= truncated;
         output
     }
 
@@ -494,7 +505,7 @@ impl ChatStream {
         record.response_model = self.model;
         record.system_fingerprint = self.system_fingerprint;
         record.usage = self.usage;
-        record.truncated |= self.truncated;
+        record.truncated |= self.budget.truncated;
         if self.malformed > 0 {
             record.unparsed.push(format!(
                 "response: {} malformed stream events",

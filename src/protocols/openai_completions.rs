@@ -14,7 +14,7 @@
 
 use super::openai_embeddings::TextInputs;
 use super::wire::{stop_list, OpenAiUsage, Stop};
-use super::{append_capped, set_once, ChunkEffect, ProtocolError, StreamFold};
+use super::{item_slot, set_once, Budget, ChunkEffect, ProtocolError, StreamFold};
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::sse::Event;
 use serde::de::IgnoredAny;
@@ -169,8 +169,7 @@ pub struct CompletionStream {
     system_fingerprint: Option<String>,
     usage: Usage,
     error: Option<ErrorInfo>,
-    budget: usize,
-    truncated: bool,
+    budget: Budget,
     malformed: usize,
 }
 
@@ -184,8 +183,7 @@ impl CompletionStream {
             system_fingerprint: None,
             usage: Usage::default(),
             error: None,
-            budget,
-            truncated: false,
+            budget: Budget::new(budget),
             malformed: 0,
         }
     }
@@ -233,23 +231,24 @@ impl CompletionStream {
 
     /// Applies one choice delta; true when it carried text.
     fn apply_choice(&mut self, c: ChunkChoice) -> bool {
-        let acc = match self.choices.iter().position(|a| a.index == c.index) {
-            Some(at) => &mut self.choices[at],
-            None => {
-                self.choices.push(ChoiceAcc {
-                    index: c.index,
-                    ..ChoiceAcc::default()
-                });
-                let last = self.choices.len() - 1;
-                &mut self.choices[last]
-            }
+        let Self {
+            choices, budget, ..
+        } = self;
+        let make = || ChoiceAcc {
+            index: c.index,
+            ..ChoiceAcc::default()
+        };
+        let Some(acc) = item_slot(choices, budget, |a| a.index == c.index, make)
+            .and_then(|at| choices.get_mut(at))
+        else {
+            return false;
         };
         if c.finish_reason.is_some() {
             acc.finish_reason = c.finish_reason;
         }
         match c.text.filter(|t| !t.is_empty()) {
             Some(text) => {
-                self.truncated |= !append_capped(&mut acc.text, &text, &mut self.budget);
+                budget.append(&mut acc.text, &text);
                 true
             }
             None => false,
@@ -261,7 +260,7 @@ impl CompletionStream {
         record.response_model = self.model;
         record.system_fingerprint = self.system_fingerprint;
         record.usage = self.usage;
-        record.truncated |= self.truncated;
+        record.truncated |= self.budget.truncated;
         if self.malformed > 0 {
             record.unparsed.push(format!(
                 "response: {} malformed stream events",

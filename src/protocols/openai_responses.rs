@@ -29,7 +29,7 @@
 //! output, the record is built from it (under the same budget). Nothing here calls the host.
 
 use super::{
-    append_capped, inline_media, media_placeholder, set_once, ChunkEffect, ProtocolError,
+    inline_media, item_slot, media_placeholder, set_once, Budget, ChunkEffect, ProtocolError,
     StreamFold,
 };
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
@@ -593,6 +593,17 @@ fn cap_parts(parts: &mut Vec<Part>, budget: &mut usize) -> bool {
     truncated
 }
 
+/// Bytes of `parts` that [`cap_parts`] does not charge: URIs.
+fn uncapped_bytes(parts: &[Part]) -> usize {
+    parts
+        .iter()
+        .map(|part| match part {
+            Part::Uri { uri, .. } => uri.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
 /// Cuts `s` to `budget` bytes on a character boundary; false when cut.
 fn cap(s: &mut String, budget: &mut usize) -> bool {
     if s.len() <= *budget {
@@ -730,23 +741,15 @@ impl ItemAcc {
         !self.pieces.is_empty() || !self.arguments.is_empty()
     }
 
-    fn piece(&mut self, kind: PieceKind, index: u64) -> Option<&mut String> {
-        match self
-            .pieces
-            .iter()
-            .position(|p| p.kind == kind && p.index == index)
-        {
-            Some(at) => self.pieces.get_mut(at),
-            None => {
-                self.pieces.push(Piece {
-                    kind,
-                    index,
-                    text: String::new(),
-                });
-                self.pieces.last_mut()
-            }
-        }
-        .map(|p| &mut p.text)
+    fn piece(&mut self, budget: &mut Budget, kind: PieceKind, index: u64) -> Option<&mut String> {
+        let matches = |p: &Piece| p.kind == kind && p.index == index;
+        let make = || Piece {
+            kind,
+            index,
+            text: String::new(),
+        };
+        let at = item_slot(&mut self.pieces, budget, matches, make)?;
+        self.pieces.get_mut(at).map(|p| &mut p.text)
     }
 
     fn into_parts(self) -> Vec<Part> {
@@ -784,8 +787,7 @@ pub struct ResponsesStream {
     error: Option<ErrorInfo>,
     last: Option<FinalState>,
     full_budget: usize,
-    budget: usize,
-    truncated: bool,
+    budget: Budget,
     malformed: usize,
 }
 
@@ -814,27 +816,20 @@ impl ResponsesStream {
             error: None,
             last: None,
             full_budget: budget,
-            budget,
-            truncated: false,
+            budget: Budget::new(budget),
             malformed: 0,
         }
     }
 
-    fn item(&mut self, output_index: u64) -> Option<&mut ItemAcc> {
-        match self
-            .items
-            .iter()
-            .position(|i| i.output_index == output_index)
-        {
-            Some(at) => self.items.get_mut(at),
-            None => {
-                self.items.push(ItemAcc {
-                    output_index,
-                    ..ItemAcc::default()
-                });
-                self.items.last_mut()
-            }
-        }
+    /// The item at `output_index`, opened when the budget allows, and the budget.
+    fn item(&mut self, output_index: u64) -> (Option<&mut ItemAcc>, &mut Budget) {
+        let Self { items, budget, .. } = self;
+        let make = || ItemAcc {
+            output_index,
+            ..ItemAcc::default()
+        };
+        let at = item_slot(items, budget, |i| i.output_index == output_index, make);
+        (at.and_then(|at| items.get_mut(at)), budget)
     }
 
     fn push_event(&mut self, event: &Event) -> ChunkEffect {
@@ -951,14 +946,15 @@ impl ResponsesStream {
                 )),
                 _ => None,
             });
-        let mut budget = self.budget;
-        let mut truncated = false;
-        let Some(acc) = self.item(ev.output_index) else {
+        let is_call = call.is_some();
+        let (Some(acc), budget) = self.item(ev.output_index) else {
             return ChunkEffect::Quiet;
         };
-        let is_call = call.is_some();
-        if call.is_some() {
-            acc.call = call;
+        if let Some((id, name)) = call {
+            acc.call = Some((
+                budget.keep(Some(id)).unwrap_or_default(),
+                budget.keep(Some(name)).unwrap_or_default(),
+            ));
         }
         if !added && !acc.has_deltas() {
             // A complete item whose content never came as deltas (hosted tool calls, images,
@@ -969,11 +965,18 @@ impl ResponsesStream {
                 | Classified::Tool { parts, .. } => parts,
                 Classified::Nothing => Vec::new(),
             };
-            truncated = cap_parts(&mut parts, &mut budget);
+            budget.charge(|left| cap_parts(&mut parts, left));
+            if !budget.take(uncapped_bytes(&parts)) {
+                parts.retain(|p| !matches!(p, Part::Uri { .. }));
+            }
+            for part in &mut parts {
+                if let Part::ToolCall { id, name, .. } = part {
+                    *id = budget.keep(Some(std::mem::take(id))).unwrap_or_default();
+                    *name = budget.keep(Some(std::mem::take(name))).unwrap_or_default();
+                }
+            }
             acc.done = Some(parts);
         }
-        self.budget = budget;
-        self.truncated |= truncated;
         if added && is_call {
             ChunkEffect::Output
         } else {
@@ -989,13 +992,11 @@ impl ResponsesStream {
         if delta.is_empty() {
             return ChunkEffect::Quiet;
         }
-        let mut budget = self.budget;
-        let kept = self
-            .item(ev.output_index)
-            .and_then(|acc| acc.piece(kind, index))
-            .is_none_or(|text| append_capped(text, &delta, &mut budget));
-        self.budget = budget;
-        self.truncated |= !kept;
+        if let (Some(acc), budget) = self.item(ev.output_index) {
+            if let Some(text) = acc.piece(budget, kind, index) {
+                budget.append(text, &delta);
+            }
+        }
         ChunkEffect::Output
     }
 
@@ -1009,17 +1010,13 @@ impl ResponsesStream {
         let Some(text) = text.and_then(json_str) else {
             return ChunkEffect::Quiet;
         };
-        let mut budget = self.budget;
-        let mut kept = true;
-        if let Some(piece) = self
-            .item(ev.output_index)
-            .and_then(|acc| acc.piece(kind, index))
-            .filter(|piece| piece.is_empty())
-        {
-            kept = append_capped(piece, &text, &mut budget);
+        if let (Some(acc), budget) = self.item(ev.output_index) {
+            if let Some(piece) = acc.piece(budget, kind, index) {
+                if piece.is_empty() {
+                    budget.append(piece, &text);
+                }
+            }
         }
-        self.budget = budget;
-        self.truncated |= !kept;
         ChunkEffect::Quiet
     }
 
@@ -1028,12 +1025,9 @@ impl ResponsesStream {
             self.malformed += 1;
             return ChunkEffect::Quiet;
         };
-        let mut budget = self.budget;
-        let kept = self
-            .item(ev.output_index)
-            .is_none_or(|acc| append_capped(&mut acc.arguments, &delta, &mut budget));
-        self.budget = budget;
-        self.truncated |= !kept;
+        if let (Some(acc), budget) = self.item(ev.output_index) {
+            budget.append(&mut acc.arguments, &delta);
+        }
         ChunkEffect::Output
     }
 
@@ -1045,13 +1039,11 @@ impl ResponsesStream {
         let Some(arguments) = arguments.and_then(json_str) else {
             return ChunkEffect::Quiet;
         };
-        let mut budget = self.budget;
-        let kept = self
-            .item(ev.output_index)
-            .filter(|acc| acc.arguments.is_empty())
-            .is_none_or(|acc| append_capped(&mut acc.arguments, &arguments, &mut budget));
-        self.budget = budget;
-        self.truncated |= !kept;
+        if let (Some(acc), budget) = self.item(ev.output_index) {
+            if acc.arguments.is_empty() {
+                budget.append(&mut acc.arguments, &arguments);
+            }
+        }
         ChunkEffect::Quiet
     }
 
@@ -1096,7 +1088,7 @@ impl ResponsesStream {
                         parts
                     }
                     None => {
-                        record.truncated |= self.truncated;
+                        record.truncated |= self.budget.truncated;
                         streamed_parts()
                     }
                 };
@@ -1105,7 +1097,7 @@ impl ResponsesStream {
             None => {
                 record.response_id = self.id;
                 record.response_model = self.model;
-                record.truncated |= self.truncated;
+                record.truncated |= self.budget.truncated;
                 if self.error.is_some() {
                     record.error = self.error;
                 }

@@ -21,7 +21,7 @@
 //! server sends plain HTTP errors). Nothing here calls the host.
 
 use super::wire::{lenient, stop_list, Stop};
-use super::{append_capped, ChunkEffect, ProtocolError, StreamFold};
+use super::{Budget, ChunkEffect, ProtocolError, StreamFold};
 use crate::record::{Choice, Message, Params, Part, TraceRecord};
 use crate::sse::Event;
 use serde::Deserialize;
@@ -203,17 +203,20 @@ impl GenerateStream {
 
     fn apply(&mut self, frame: Frame) -> bool {
         self.seen = true;
-        let mut budget = self.budget;
+        // Each frame replaces the last, so each starts from the whole budget.
+        let mut budget = Budget::new(self.budget);
         let mut grew = false;
-        let mut latest = Vec::with_capacity(frame.text.len());
+        let mut latest = Vec::new();
         for (i, text) in frame.text.iter().enumerate() {
-            let mut kept = String::new();
-            if !append_capped(&mut kept, text, &mut budget) {
-                self.truncated = true;
+            if !budget.open() {
+                break;
             }
+            let mut kept = String::new();
+            budget.append(&mut kept, text);
             grew |= kept.len() > self.latest.get(i).map_or(0, String::len);
             latest.push(kept);
         }
+        self.truncated |= budget.truncated;
         self.latest = latest;
         grew
     }
