@@ -23,6 +23,7 @@ pub mod redact;
 pub mod rewrite;
 pub mod sha256;
 pub mod sinks;
+pub mod skim;
 pub mod sse;
 pub mod timestamp;
 pub mod trim;

@@ -69,8 +69,9 @@ impl SseDecoder {
         self.oversized
     }
 
-    /// Feeds one network chunk; calls `on_event` for every event it completes.
-    pub fn push(&mut self, mut chunk: &[u8], on_event: &mut dyn FnMut(Event)) {
+    /// Feeds one network chunk; calls `on_event` for every event it completes. The event is
+    /// lent: the decoder reuses its buffers for the next one.
+    pub fn push(&mut self, mut chunk: &[u8], on_event: &mut dyn FnMut(&Event)) {
         if self.skip_lf && !chunk.is_empty() {
             // The byte after a chunk-final `\r` decides: a `\n` completes the CRLF.
             self.skip_lf = false;
@@ -78,32 +79,35 @@ impl SseDecoder {
                 chunk = rest;
             }
         }
-        while !chunk.is_empty() {
-            match chunk.iter().position(|&b| b == b'\n' || b == b'\r') {
-                Some(at) => {
-                    let ending = chunk[at];
-                    self.append(&chunk[..at]);
-                    self.end_line(on_event);
-                    chunk = &chunk[at + 1..];
-                    if ending == b'\r' {
-                        match chunk.first() {
-                            Some(b'\n') => chunk = &chunk[1..],
-                            Some(_) => {}
-                            None => self.skip_lf = true,
-                        }
-                    }
+        while let Some(at) = line_end(chunk) {
+            let (line, rest) = chunk.split_at(at);
+            if self.pending.is_empty() && !self.discarding {
+                // The whole line is in this chunk: read it in place.
+                if line.len() > self.max_line {
+                    self.oversized += 1;
+                } else {
+                    self.line(line, on_event);
                 }
-                None => {
-                    self.append(chunk);
-                    return;
-                }
+            } else {
+                self.append(line);
+                self.end_line(on_event);
             }
+            chunk = match rest {
+                [b'\r', b'\n', after @ ..] => after,
+                [b'\r'] => {
+                    self.skip_lf = true;
+                    &[]
+                }
+                [_, after @ ..] => after,
+                [] => &[],
+            };
         }
+        self.append(chunk);
     }
 
     /// Ends the stream. Per the spec an event not terminated by a blank line is discarded, but
     /// providers regularly omit the final blank line, so a pending event with data is delivered.
-    pub fn finish(&mut self, on_event: &mut dyn FnMut(Event)) {
+    pub fn finish(&mut self, on_event: &mut dyn FnMut(&Event)) {
         if !self.pending.is_empty() || self.discarding {
             self.end_line(on_event);
         }
@@ -111,7 +115,7 @@ impl SseDecoder {
     }
 
     fn append(&mut self, bytes: &[u8]) {
-        if self.discarding {
+        if self.discarding || bytes.is_empty() {
             return;
         }
         if self.pending.len() + bytes.len() > self.max_line {
@@ -123,30 +127,34 @@ impl SseDecoder {
         self.pending.extend_from_slice(bytes);
     }
 
-    fn end_line(&mut self, on_event: &mut dyn FnMut(Event)) {
+    /// The buffered line is complete.
+    fn end_line(&mut self, on_event: &mut dyn FnMut(&Event)) {
         if self.discarding {
             self.discarding = false;
             self.pending.clear();
             return;
         }
         let line = std::mem::take(&mut self.pending);
-        if self.ndjson {
-            if !line.trim_ascii().is_empty() {
-                on_event(Event {
-                    event: String::new(),
-                    data: line,
-                });
-            }
-            return;
-        }
-        if line.is_empty() {
-            self.dispatch(on_event);
-        } else {
-            self.field(&line);
-        }
+        self.line(&line, on_event);
         // Reuse the allocation for the next line.
         self.pending = line;
         self.pending.clear();
+    }
+
+    /// One complete line, without its line ending.
+    fn line(&mut self, line: &[u8], on_event: &mut dyn FnMut(&Event)) {
+        if self.ndjson {
+            if !line.trim_ascii().is_empty() {
+                self.current.data.clear();
+                self.current.data.extend_from_slice(line);
+                on_event(&self.current);
+                self.current.data.clear();
+            }
+        } else if line.is_empty() {
+            self.dispatch(on_event);
+        } else {
+            self.field(line);
+        }
     }
 
     fn field(&mut self, line: &[u8]) {
@@ -162,7 +170,10 @@ impl SseDecoder {
         };
         match name {
             b"data" => self.data_line(value),
-            b"event" => self.current.event = String::from_utf8_lossy(value).into_owned(),
+            b"event" => {
+                self.current.event.clear();
+                self.current.event.push_str(&String::from_utf8_lossy(value));
+            }
             _ => {} // id, retry and unknown fields carry nothing a trace needs
         }
     }
@@ -188,16 +199,40 @@ impl SseDecoder {
         self.has_data = true;
     }
 
-    fn dispatch(&mut self, on_event: &mut dyn FnMut(Event)) {
+    fn dispatch(&mut self, on_event: &mut dyn FnMut(&Event)) {
         if self.has_data && !self.dropping {
-            on_event(std::mem::take(&mut self.current));
-        } else {
-            self.current.event.clear();
-            self.current.data.clear();
+            on_event(&self.current);
         }
+        self.current.event.clear();
+        self.current.data.clear();
         self.has_data = false;
         self.dropping = false;
     }
+}
+
+/// The position of the first `\n` or `\r` in `bytes`, eight bytes at a time.
+fn line_end(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const LF: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    const CR: u64 = u64::from_ne_bytes([b'\r'; 8]);
+    // A word has a zero byte exactly when this is non-zero (the classic "haszero" test).
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS;
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for word in words.by_ref() {
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(word);
+        let w = u64::from_ne_bytes(raw);
+        if has_zero(w ^ LF) | has_zero(w ^ CR) != 0 {
+            break;
+        }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|&b| b == b'\n' || b == b'\r')
+        .map(|i| at + i)
 }
 
 #[cfg(test)]
@@ -208,9 +243,9 @@ mod tests {
         let mut decoder = SseDecoder::new(max_line);
         let mut events = Vec::new();
         for chunk in chunks {
-            decoder.push(chunk, &mut |e| events.push(e));
+            decoder.push(chunk, &mut |e| events.push(e.clone()));
         }
-        decoder.finish(&mut |e| events.push(e));
+        decoder.finish(&mut |e| events.push(e.clone()));
         (events, decoder.oversized_lines())
     }
 
@@ -273,9 +308,9 @@ mod tests {
         let mut decoder = SseDecoder::ndjson(1024);
         let mut events = Vec::new();
         for chunk in [&b"{\"a\":1}\n\n{\"b\""[..], b":2}\r\n", b"{\"c\":3}"] {
-            decoder.push(chunk, &mut |e| events.push(e));
+            decoder.push(chunk, &mut |e| events.push(e.clone()));
         }
-        decoder.finish(&mut |e| events.push(e));
+        decoder.finish(&mut |e| events.push(e.clone()));
         assert_eq!(data(&events), vec!["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]);
     }
 
@@ -312,9 +347,9 @@ mod tests {
         let mut decoder = SseDecoder::new(1024);
         let mut events = Vec::new();
         for byte in b"data: a\r\n\ndata: b\n\n" {
-            decoder.push(std::slice::from_ref(byte), &mut |e| events.push(e));
+            decoder.push(std::slice::from_ref(byte), &mut |e| events.push(e.clone()));
         }
-        decoder.finish(&mut |e| events.push(e));
+        decoder.finish(&mut |e| events.push(e.clone()));
         let data: Vec<&[u8]> = events.iter().map(|e| e.data.as_slice()).collect();
         assert_eq!(data, [&b"a"[..], b"b"]);
     }

@@ -11,6 +11,7 @@ use super::{
     item_slot, media_placeholder, set_once_from, Budget, ChunkEffect, ProtocolError, StreamFold,
 };
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
+use crate::skim::{Bail, RawStr, Skim, Skimmed, Template};
 use crate::sse::Event;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -337,7 +338,7 @@ struct ChunkChoice<'a> {
     finish_reason: Option<Cow<'a, str>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Delta<'a> {
     #[serde(borrow)]
     role: Option<Cow<'a, str>>,
@@ -397,6 +398,11 @@ pub struct ChatStream {
     error: Option<ErrorInfo>,
     budget: Budget,
     malformed: usize,
+    /// The last event that was a plain text delta, to read the next ones fast.
+    template: Template,
+    template_index: u32,
+    /// Whether events may be read by the fast readers before the full parser.
+    fast: bool,
 }
 
 impl ChatStream {
@@ -411,6 +417,18 @@ impl ChatStream {
             error: None,
             budget: Budget::new(budget),
             malformed: 0,
+            template: Template::default(),
+            template_index: 0,
+            fast: true,
+        }
+    }
+
+    /// The same fold reading every event with the full parser only: the reference the fast
+    /// readers are checked against by tests and fuzzing.
+    pub fn with_full_parser(budget: usize) -> Self {
+        ChatStream {
+            fast: false,
+            ..ChatStream::new(budget)
         }
     }
 
@@ -422,13 +440,45 @@ impl ChatStream {
         if trimmed.is_empty() {
             return ChunkEffect::Quiet;
         }
-        let chunk: Chunk<'_> = match serde_json::from_slice(trimmed) {
-            Ok(c) => c,
-            Err(_) => {
-                self.malformed += 1;
-                return ChunkEffect::Quiet;
+        if !self.fast {
+            return match serde_json::from_slice(trimmed) {
+                Ok(chunk) => self.apply_chunk(chunk),
+                Err(_) => {
+                    self.malformed += 1;
+                    ChunkEffect::Quiet
+                }
+            };
+        }
+        if let Some(text) = self.template.value(trimmed) {
+            // The last plain text delta again, with other text.
+            let choice = ChunkChoice {
+                index: self.template_index,
+                delta: Some(Delta {
+                    content: Some(text.decode()),
+                    ..Delta::default()
+                }),
+                finish_reason: None,
+            };
+            return output_if(self.apply_choice(choice));
+        }
+        let parsed = match skim_chunk(trimmed) {
+            Ok((chunk, text)) => {
+                if let Some((index, text)) = text.filter(|_| is_plain_text_delta(&chunk)) {
+                    self.template.set(trimmed, text);
+                    self.template_index = index;
+                }
+                Ok(chunk)
             }
+            Err(Bail) => serde_json::from_slice(trimmed),
         };
+        let Ok(chunk) = parsed else {
+            self.malformed += 1;
+            return ChunkEffect::Quiet;
+        };
+        self.apply_chunk(chunk)
+    }
+
+    fn apply_chunk(&mut self, chunk: Chunk<'_>) -> ChunkEffect {
         if let Some(err) = chunk.error {
             self.error = Some(error_info(err));
         }
@@ -545,6 +595,186 @@ impl ChatStream {
     }
 }
 
+/// Reads a chunk of the everyday shape (text deltas, no tool calls, no usage, no error)
+/// without the full parser; bails on anything else, which the full parser then reads.
+///
+/// Also returns the raw `content` of the last choice with its index, for [`Template`].
+fn skim_chunk(data: &[u8]) -> Skimmed<(Chunk<'_>, Option<(u32, RawStr<'_>)>)> {
+    let mut s = Skim::new(data)?;
+    let mut chunk = Chunk {
+        id: None,
+        model: None,
+        system_fingerprint: None,
+        choices: Vec::new(),
+        usage: None,
+        error: None,
+    };
+    let mut text = None;
+    let mut seen = Seen::default();
+    s.object(|s, key| {
+        match seen.first(key, &CHUNK_FIELDS)? {
+            "id" => chunk.id = s.opt_string()?.map(RawStr::decode),
+            "model" => chunk.model = s.opt_string()?.map(RawStr::decode),
+            "system_fingerprint" => {
+                chunk.system_fingerprint = s.opt_string()?.map(RawStr::decode);
+            }
+            "choices" => s.array(|s| {
+                let (choice, content) = skim_choice(s)?;
+                text = content.map(|c| (choice.index, c));
+                chunk.choices.push(choice);
+                Ok(())
+            })?,
+            "usage" | "error" if !s.null()? => return Err(Bail),
+            "usage" | "error" => {}
+            _ => s.skip_value()?,
+        }
+        Ok(())
+    })?;
+    s.end()?;
+    Ok((chunk, text))
+}
+
+/// The members of a chunk that [`Chunk`] reads.
+const CHUNK_FIELDS: [&str; 6] = [
+    "id",
+    "model",
+    "system_fingerprint",
+    "choices",
+    "usage",
+    "error",
+];
+
+/// A choice, and its delta's raw `content`.
+fn skim_choice<'a>(s: &mut Skim<'a>) -> Skimmed<(ChunkChoice<'a>, Option<RawStr<'a>>)> {
+    let mut choice = ChunkChoice {
+        index: 0,
+        delta: None,
+        finish_reason: None,
+    };
+    let mut text = None;
+    let mut seen = Seen::default();
+    s.object(|s, key| {
+        match seen.first(key, &["index", "delta", "finish_reason"])? {
+            "index" => choice.index = s.u32()?,
+            "delta" if s.null()? => (choice.delta, text) = (None, None),
+            "delta" => {
+                let (delta, content) = skim_delta(s)?;
+                (choice.delta, text) = (Some(delta), content);
+            }
+            "finish_reason" => choice.finish_reason = s.opt_string()?.map(RawStr::decode),
+            _ => s.skip_value()?,
+        }
+        Ok(())
+    })?;
+    Ok((choice, text))
+}
+
+/// A delta, and its raw `content`.
+fn skim_delta<'a>(s: &mut Skim<'a>) -> Skimmed<(Delta<'a>, Option<RawStr<'a>>)> {
+    let mut delta = Delta::default();
+    let mut text = None;
+    let mut seen = Seen::default();
+    s.object(|s, key| {
+        let slot = match seen.first(key, &["role", "content", "refusal", "tool_calls"])? {
+            "role" => &mut delta.role,
+            "content" => {
+                text = s.opt_string()?;
+                delta.content = text.map(RawStr::decode);
+                return Ok(());
+            }
+            "refusal" => &mut delta.refusal,
+            "tool_calls" => return Err(Bail),
+            _ => return s.skip_value(),
+        };
+        *slot = s.opt_string()?.map(RawStr::decode);
+        Ok(())
+    })?;
+    Ok((delta, text))
+}
+
+/// A chunk whose only news is text for one choice: the shape [`Template`] repeats.
+fn is_plain_text_delta(chunk: &Chunk<'_>) -> bool {
+    match chunk.choices.as_slice() {
+        [choice] => {
+            choice.finish_reason.is_none()
+                && choice.delta.as_ref().is_some_and(|d| {
+                    d.role.is_none() && d.refusal.is_none() && d.tool_calls.is_empty()
+                })
+                && chunk.usage.is_none()
+                && chunk.error.is_none()
+        }
+        _ => false,
+    }
+}
+
+fn output_if(output: bool) -> ChunkEffect {
+    if output {
+        ChunkEffect::Output
+    } else {
+        ChunkEffect::Quiet
+    }
+}
+
+/// The members of one object a skim reads: serde refuses a struct field given twice, so a
+/// repeated one bails.
+#[derive(Default)]
+struct Seen(u8);
+
+impl Seen {
+    /// `key` when it is one of `fields` (and not seen before), `""` for any other key.
+    fn first<'k>(&mut self, key: RawStr<'k>, fields: &[&'static str]) -> Skimmed<&'k str> {
+        if key.escaped {
+            return Err(Bail);
+        }
+        let Some(bit) = fields.iter().position(|f| *f == key.raw) else {
+            return Ok("");
+        };
+        let mask = 1u8 << bit.min(7);
+        if self.0 & mask != 0 {
+            return Err(Bail);
+        }
+        self.0 |= mask;
+        Ok(key.raw)
+    }
+}
+
+/// Whether the fast reader of stream chunks agrees with the full parser on `data`: true unless
+/// the fast reader accepted `data` and read something other than what the parser reads. The
+/// fuzz targets call it on every input.
+pub fn skim_agrees(data: &[u8]) -> bool {
+    let Ok((fast, _)) = skim_chunk(data) else {
+        return true;
+    };
+    match serde_json::from_slice::<Chunk<'_>>(data) {
+        Ok(full) => view(&fast) == view(&full),
+        Err(_) => false,
+    }
+}
+
+/// What a chunk says, comparable.
+fn view(c: &Chunk<'_>) -> impl PartialEq + std::fmt::Debug {
+    let s = |v: &Option<Cow<'_, str>>| v.as_deref().map(str::to_owned);
+    let choices: Vec<_> = c
+        .choices
+        .iter()
+        .map(|ch| {
+            let delta = ch
+                .delta
+                .as_ref()
+                .map(|d| (s(&d.role), s(&d.content), s(&d.refusal), d.tool_calls.len()));
+            (ch.index, delta, s(&ch.finish_reason))
+        })
+        .collect();
+    (
+        s(&c.id),
+        s(&c.model),
+        s(&c.system_fingerprint),
+        choices,
+        c.usage.is_some(),
+        c.error.is_some(),
+    )
+}
+
 impl StreamFold for ChatStream {
     fn push(&mut self, event: &Event) -> ChunkEffect {
         self.push_data(&event.data)
@@ -583,5 +813,137 @@ mod tests {
             let got = got.as_ref().map(|e| (e.kind.as_str(), e.message.as_str()));
             assert_eq!(got, expected, "{}", String::from_utf8_lossy(body));
         }
+    }
+
+    /// Folds `body` as an event stream with `fold`.
+    fn fold_with(mut fold: super::ChatStream, body: &[u8]) -> crate::record::TraceRecord {
+        use super::StreamFold;
+        let mut decoder = crate::sse::SseDecoder::new(1 << 20);
+        decoder.push(body, &mut |e| {
+            fold.push(e);
+        });
+        decoder.finish(&mut |e| {
+            fold.push(e);
+        });
+        let mut record = crate::record::TraceRecord::default();
+        Box::new(fold).finish(&mut record);
+        record
+    }
+
+    /// Streams whose events the fast readers must read as the full parser does: recorded ones,
+    /// and made-up ones that break the template in every way an event can.
+    fn streams() -> Vec<Vec<u8>> {
+        let mut streams: Vec<Vec<u8>> = [
+            &include_bytes!("../../tests/fixtures/openai_chat/stream_text/response.sse")[..],
+            include_bytes!("../../tests/fixtures/openai_chat/stream_tools/response.sse"),
+            include_bytes!("../../tests/fixtures/openai_chat/stream_no_usage/response.sse"),
+            include_bytes!("../../tests/fixtures/openai_chat/azure_stream/response.sse"),
+            include_bytes!("../../tests/fixtures/openai_chat/br_stream/response.sse"),
+        ]
+        .iter()
+        .map(|s| s.to_vec())
+        .collect();
+        let head =
+            r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":["#;
+        let choice = |i: u32, delta: &str, fin: &str| {
+            format!(
+                r#"{head}{{"index":{i},"delta":{delta},"logprobs":null,"finish_reason":{fin}}}]}}"#
+            )
+        };
+        let events = [
+            choice(0, r#"{"role":"assistant","content":""}"#, "null"),
+            choice(0, r#"{"content":"Hel"}"#, "null"),
+            choice(0, r#"{"content":"lo \"quoted\"\n"}"#, "null"),
+            choice(0, r#"{"content":"caf\u00e9"}"#, "null"),
+            choice(0, "{\"content\":\"caf\u{e9} \u{1f600}\"}", "null"),
+            choice(1, r#"{"content":"other choice"}"#, "null"),
+            choice(0, r#"{"content":"back"}"#, "null"),
+            choice(0, r#"{"content":"x","content":"y"}"#, "null"),
+            choice(0, r#"{"content":"tail\\"}"#, "null"),
+            choice(0, r#"{"content":null}"#, "null"),
+            choice(0, r#"{"content":"bad"}"#, "nul"),
+            choice(0, r#"{"refusal":"no"}"#, "null"),
+            choice(
+                0,
+                r#"{"content":"x","tool_calls":[{"index":0,"id":"t","function":{"name":"f","arguments":"{}"}}]}"#,
+                "null",
+            ),
+            choice(0, r#"{"content":"fin"}"#, r#""stop""#),
+            format!(
+                r#"{head}],"usage":{{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}}}"#
+            ),
+            choice(0, r#"{"content":"after usage"}"#, "null"),
+            "[DONE]".to_string(),
+        ];
+        let made_up: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+        streams.push(made_up.into_bytes());
+        // Each event of the made-up stream with one byte changed, at every position, after a
+        // template-setting event.
+        for event in &events[1..4] {
+            for at in 0..event.len() {
+                for byte in [b'"', b'\\', b'x', b'}', 0x01, 0xff] {
+                    let mut changed = event.clone().into_bytes();
+                    changed[at] = byte;
+                    let mut stream = format!("data: {}\n\n", events[1]).into_bytes();
+                    stream.extend_from_slice(b"data: ");
+                    stream.extend_from_slice(&changed);
+                    stream.extend_from_slice(b"\n\n");
+                    streams.push(stream);
+                }
+            }
+        }
+        streams
+    }
+
+    #[test]
+    fn fast_readers_fold_as_the_full_parser_does() {
+        for (i, stream) in streams().iter().enumerate() {
+            for budget in [1 << 20, 7] {
+                let fast = fold_with(super::ChatStream::new(budget), stream);
+                let full = fold_with(super::ChatStream::with_full_parser(budget), stream);
+                assert_eq!(
+                    fast,
+                    full,
+                    "stream {i}: {}",
+                    String::from_utf8_lossy(stream)
+                );
+            }
+            for line in stream.split(|&b| b == b'\n') {
+                let data = line.strip_prefix(b"data: ").unwrap_or(line);
+                assert!(
+                    super::skim_agrees(data),
+                    "{}",
+                    String::from_utf8_lossy(data)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_template_reads_plain_text_deltas() {
+        // Not a check of speed: the fold must take the template path for these events, which
+        // is seen in the template having been set.
+        let mut fold = super::ChatStream::new(1 << 20);
+        let body = br#"data: {"id":"c","choices":[{"index":0,"delta":{"content":"a"}}]}"#;
+        super::StreamFold::push(
+            &mut fold,
+            &crate::sse::Event {
+                event: String::new(),
+                data: body[6..].to_vec(),
+            },
+        );
+        let next = br#"{"id":"c","choices":[{"index":0,"delta":{"content":"b"}}]}"#;
+        assert!(fold.template.value(next).is_some());
+        assert_eq!(
+            super::StreamFold::push(
+                &mut fold,
+                &crate::sse::Event {
+                    event: String::new(),
+                    data: next.to_vec(),
+                }
+            ),
+            super::ChunkEffect::Output
+        );
+        assert_eq!(fold.choices[0].content, "ab");
     }
 }

@@ -29,7 +29,7 @@ const MAX_BODY: usize = 1024 * 1024;
 fn decode(chunks: &[&[u8]]) -> usize {
     let mut decoder = SseDecoder::new(MAX_BODY);
     let mut events = 0;
-    let mut count = |e: llm_tracer::sse::Event| {
+    let mut count = |e: &llm_tracer::sse::Event| {
         black_box(&e);
         events += 1;
     };
