@@ -1,16 +1,19 @@
 //! Trace backends. A sink turns a batch of records into the HTTP requests its backend's ingestion
-//! API takes, and classifies the backend's replies. Encoders write straight into the output
-//! buffer through `serde` (no intermediate `Value` trees); no host calls.
+//! API takes, and classifies the backend's replies. Encoders write JSON straight into one
+//! pre-sized buffer per request (module `write`): every string is escaped once (twice for JSON sent
+//! as an OTLP string value), nothing is built as a `Value` tree first; no host calls.
 
 pub mod langfuse;
 pub mod opik;
 pub mod otlp;
+mod write;
 
 use crate::config::Endpoint;
 use crate::pricing::Cost;
 use crate::record::TraceRecord;
 use serde_json::Value;
 use std::rc::Rc;
+use write::Composite;
 
 /// One HTTP request for the host to dispatch (always `POST`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,13 +91,39 @@ pub fn classify(sink: &dyn Sink, status: Option<u16>, retry_after_s: Option<u64>
     }
 }
 
-/// Joins the endpoint's base path and an API path.
-/// Metadata both backends get besides the exchange's own fields: the context (ids, release,
-/// environment, the caller's metadata), cost details or why there is no cost, and derived
-/// timings. Keys in `taken` (the sink's own metadata keys) are never repeated.
-pub(crate) fn extra_metadata(r: &TraceRecord, taken: &[&str]) -> Vec<(String, Value)> {
+/// A metadata value both backends get, written by each in its own way.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Meta<'a> {
+    /// A string.
+    Str(&'a str),
+    /// A finite number.
+    Float(f64),
+    /// Cost details, as [`write_cost`] writes them.
+    Cost(&'a Cost),
+    /// A value from the caller's metadata.
+    Json(&'a Value),
+}
+
+/// Metadata both backends get besides the exchange's own fields, in order: the context (ids,
+/// release, environment), cost details or why there is no cost, derived timings, then the
+/// caller's metadata. Keys in `taken` (the sink's own metadata keys) and keys already given are
+/// never repeated.
+pub(crate) fn extra_metadata<'r>(
+    r: &'r TraceRecord,
+    taken: &[&str],
+    mut emit: impl FnMut(&str, Meta<'r>),
+) {
     let c = &r.context;
-    let mut out: Vec<(String, Value)> = Vec::new();
+    // At most 8 context fields, 2 cost members and 4 timings.
+    let mut given = [""; 14];
+    let mut count = 0;
+    let mut put = |key: &'static str, value: Meta<'r>| {
+        if let Some(slot) = given.get_mut(count) {
+            *slot = key;
+            count += 1;
+        }
+        emit(key, value);
+    };
     let fields = [
         ("user_id", &c.user),
         ("session_id", &c.session),
@@ -107,19 +136,19 @@ pub(crate) fn extra_metadata(r: &TraceRecord, taken: &[&str]) -> Vec<(String, Va
     ];
     for (key, value) in fields {
         if let Some(v) = value {
-            out.push((key.into(), Value::String(v.clone())));
+            put(key, Meta::Str(v));
         }
     }
     if let Some(cost) = &r.cost {
-        out.push(("cost".into(), cost_details(cost)));
+        put("cost", Meta::Cost(cost));
         if let Some(entry) = &r.priced_as {
-            out.push(("cost.priced_as".into(), Value::String(entry.clone())));
+            put("cost.priced_as", Meta::Str(entry));
         }
     } else if !r.usage.is_empty() {
-        out.push((
-            "cost.status".into(),
-            Value::String("not computed: model not in the price table".into()),
-        ));
+        put(
+            "cost.status",
+            Meta::Str("not computed: model not in the price table"),
+        );
     }
     let timings = [
         (
@@ -131,17 +160,16 @@ pub(crate) fn extra_metadata(r: &TraceRecord, taken: &[&str]) -> Vec<(String, Va
         ("output_tokens_per_second", r.output_tokens_per_second()),
     ];
     for (key, value) in timings {
-        if let Some(n) = value.and_then(serde_json::Number::from_f64) {
-            out.push((key.into(), Value::Number(n)));
+        if let Some(v) = value.filter(|v| v.is_finite()) {
+            put(key, Meta::Float(v));
         }
     }
+    let given = &given[..count];
     for (k, v) in &c.metadata {
-        let clash = taken.contains(&k.as_str()) || out.iter().any(|(o, _)| o == k);
-        if !clash {
-            out.push((k.clone(), v.clone()));
+        if !taken.contains(&k.as_str()) && !given.contains(&k.as_str()) {
+            emit(k, Meta::Json(v));
         }
     }
-    out
 }
 
 /// Trace tags: `llm-tracer`, the provider as the backend names it, then the context's tags
@@ -156,29 +184,41 @@ pub(crate) fn trace_tags<'a>(provider: &'a str, tags: &'a [String]) -> Vec<&'a s
     out
 }
 
-/// Cost parts in USD, as `{input, output, cache_read, cache_write, reasoning, total}` with zero
-/// parts left out (total always present).
-pub(crate) fn cost_details(cost: &Cost) -> Value {
-    let mut m = serde_json::Map::new();
+/// Cost parts in USD as the members of `o`, keys in order: `cache_read`, `cache_write`,
+/// `input`, `output`, `reasoning`, `total`; zero parts left out (total always present, 0 when it
+/// is not a number).
+pub(crate) fn write_cost(mut o: Composite<'_>, cost: &Cost) {
     let parts = [
-        ("input", cost.input),
-        ("output", cost.output),
         ("cache_read", cost.cache_read),
         ("cache_write", cost.cache_write),
+        ("input", cost.input),
+        ("output", cost.output),
         ("reasoning", cost.reasoning),
     ];
     for (key, usd) in parts {
-        if usd > 0.0 {
-            if let Some(n) = serde_json::Number::from_f64(usd) {
-                m.insert(key.into(), Value::Number(n));
-            }
+        if usd > 0.0 && usd.is_finite() {
+            o.float(key, usd);
         }
     }
-    let total = serde_json::Number::from_f64(cost.total).unwrap_or_else(|| 0.into());
-    m.insert("total".into(), Value::Number(total));
-    Value::Object(m)
+    if cost.total.is_finite() {
+        o.float("total", cost.total);
+    } else {
+        o.uint("total", 0);
+    }
+    o.close();
 }
 
+/// Bytes to reserve for a body carrying `records`: `per_record` bytes of fields each, plus
+/// their estimated size when the body carries their text. Encoders reserve this once and give
+/// back what they did not use, so a batch in flight holds no slack.
+pub(crate) fn body_capacity(records: &[Rc<TraceRecord>], per_record: usize, text: bool) -> usize {
+    records
+        .iter()
+        .map(|r| per_record.saturating_add(if text { r.estimated_bytes() } else { 0 }))
+        .fold(64, usize::saturating_add)
+}
+
+/// Joins the endpoint's base path and an API path.
 pub(crate) fn api_path(endpoint: &Endpoint, path: &str) -> String {
     let mut p = String::with_capacity(endpoint.base_path.len() + path.len());
     p.push_str(&endpoint.base_path);
@@ -210,21 +250,4 @@ pub(crate) fn split_authority(authority: &str, https: bool) -> (&str, u16) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn authority_split() {
-        assert_eq!(
-            split_authority("api.openai.com", true),
-            ("api.openai.com", 443)
-        );
-        assert_eq!(
-            split_authority("127.0.0.1:8080", false),
-            ("127.0.0.1", 8080)
-        );
-        assert_eq!(split_authority("[::1]:9000", false), ("::1", 9000));
-        assert_eq!(split_authority("[::1]", false), ("::1", 80));
-        assert_eq!(split_authority("host:bad", false), ("host:bad", 80));
-    }
-}
+mod tests;

@@ -7,15 +7,15 @@
 //! integration (`{"messages": …}`, `{"choices": …}`). Opik Cloud takes the API key raw in
 //! `authorization` (no `Bearer`) plus `Comet-Workspace`; self-hosted takes neither.
 
-use super::{api_path, extra_metadata, trace_tags, OutboundRequest, Sink};
+use super::write::{self, Composite};
+use super::{
+    api_path, body_capacity, extra_metadata, trace_tags, write_cost, Meta, OutboundRequest, Sink,
+};
 use crate::config::{Endpoint, OpikConfig};
 use crate::ids::uuid_v7;
 use crate::providers::opik_name;
 use crate::record::{Message, Part, TraceRecord};
 use crate::timestamp::iso8601;
-use serde::ser::{SerializeMap, SerializeSeq};
-use serde::{Serialize, Serializer};
-use serde_json::value::RawValue;
 use std::rc::Rc;
 
 /// The Opik sink.
@@ -59,33 +59,35 @@ impl Sink for OpikSink {
     fn encode(&self, records: &[Rc<TraceRecord>]) -> Vec<OutboundRequest> {
         let project = self.config.project_name.as_deref();
         // An exchange that joins an existing Opik trace adds a span to it, not a trace.
-        let traces = Batch {
-            key: "traces",
-            items: records
-                .iter()
-                .filter(|r| r.context.opik_parent.is_none())
-                .map(|r| Item::Trace(TraceItem::new(r, project))),
-        };
-        let spans = Batch {
-            key: "spans",
-            items: records
-                .iter()
-                .map(|r| Item::Span(TraceItem::new(r, project))),
-        };
+        let any_trace = records.iter().any(|r| r.context.opik_parent.is_none());
+        // A trace takes about 300 bytes besides its text, a span about 600.
+        let mut traces = Vec::with_capacity(if any_trace {
+            body_capacity(records, 512, true)
+        } else {
+            0
+        });
+        let mut spans = Vec::with_capacity(body_capacity(records, 1024, true));
+        let mut trace_batch = Composite::object(&mut traces);
+        let mut span_batch = Composite::object(&mut spans);
+        let mut trace_items = trace_batch.array_at("traces");
+        let mut span_items = span_batch.array_at("spans");
+        for r in records {
+            write_items(r, project, &mut trace_items, &mut span_items);
+        }
+        trace_items.close();
+        span_items.close();
+        trace_batch.close();
+        span_batch.close();
+        traces.shrink_to_fit();
+        spans.shrink_to_fit();
         let mut requests = Vec::with_capacity(2);
         // Opik answers 422 to an empty batch.
-        if records.iter().any(|r| r.context.opik_parent.is_none()) {
-            requests.push(self.request("/v1/private/traces/batch", encode(&traces)));
+        if any_trace {
+            requests.push(self.request("/v1/private/traces/batch", traces));
         }
-        requests.push(self.request("/v1/private/spans/batch", encode(&spans)));
+        requests.push(self.request("/v1/private/spans/batch", spans));
         requests
     }
-}
-
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serializing these types cannot fail: every map key is a string and no Serialize impl
-    // here returns an error.
-    serde_json::to_vec(value).unwrap_or_default()
 }
 
 /// The trace's and the span's Opik ids, UUIDv7 at the request start. An exchange that names an
@@ -115,284 +117,200 @@ pub fn ids(record: &TraceRecord) -> (String, String) {
     (uuid_v7(trace_ms, &trace_tail), span)
 }
 
-struct Batch<I> {
-    key: &'static str,
-    items: I,
+/// One exchange: its trace (unless it joins an existing one) and its `llm` span. The members
+/// they share (times, input, output, metadata, …) are written once and copied.
+fn write_items(
+    r: &TraceRecord,
+    project: Option<&str>,
+    trace_items: &mut Composite<'_>,
+    span_items: &mut Composite<'_>,
+) {
+    let ctx = &r.context;
+    let (trace_id, span_id) = ids(r);
+    let span = span_items.item();
+    let mut head = Composite::object(span);
+    head.str("id", &span_id);
+    head.str("trace_id", &trace_id);
+    head.opt_str(
+        "parent_span_id",
+        ctx.opik_parent.as_ref().and_then(|p| p.span_id.as_deref()),
+    );
+    head.str("type", "llm");
+    span_name(head.key("name"), r);
+    if ctx.opik_parent.is_none() {
+        let trace = trace_items.item();
+        let mut o = Composite::object(trace);
+        o.str("id", &trace_id);
+        o.str("name", ctx.trace_name.as_deref().unwrap_or(r.api));
+        let shared = trace.len();
+        write_shared(trace, r, project);
+        span.extend_from_slice(&trace[shared..]);
+        let mut o = Composite::resume(trace);
+        o.opt_str("thread_id", ctx.session.as_deref());
+        o.close();
+    } else {
+        write_shared(span, r, project);
+    }
+    write_span_tail(span, r);
 }
 
-impl<'a, I> Serialize for Batch<I>
-where
-    I: Iterator<Item = Item<'a>> + Clone,
-{
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(1))?;
-        map.serialize_entry(self.key, &Seq(self.items.clone()))?;
-        map.end()
+/// The members a trace and its span share, after their ids and names.
+fn write_shared(out: &mut Vec<u8>, r: &TraceRecord, project: Option<&str>) {
+    let ctx = &r.context;
+    let mut o = Composite::resume(out);
+    let project = ctx
+        .opik_parent
+        .as_ref()
+        .and_then(|p| p.project_name.as_deref())
+        .or(ctx.project_name.as_deref())
+        .or(project);
+    o.opt_str("project_name", project);
+    o.str("start_time", &iso8601(r.start_ns));
+    o.str("end_time", &iso8601(r.end_ns.max(r.start_ns)));
+    write_input(o.object_at("input"), r);
+    write_output(o.object_at("output"), r);
+    write_metadata(o.object_at("metadata"), r);
+    o.strs("tags", trace_tags(opik_name(&r.provider), &ctx.tags));
+    if let Some(ttft) = r.ttft_ms() {
+        o.float("ttft", ttft);
+    }
+    if let Some(err) = &r.error {
+        write_error(o.object_at("error_info"), r, err);
     }
 }
 
-struct Seq<I>(I);
-
-impl<I> Serialize for Seq<I>
-where
-    I: Iterator + Clone,
-    I::Item: Serialize,
-{
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(None)?;
-        for item in self.0.clone() {
-            seq.serialize_element(&item)?;
-        }
-        seq.end()
+/// The span's own members after the shared ones, and its end.
+fn write_span_tail(out: &mut Vec<u8>, r: &TraceRecord) {
+    let mut o = Composite::resume(out);
+    o.opt_str(
+        "model",
+        r.response_model.as_deref().or(r.request_model.as_deref()),
+    );
+    o.str("provider", opik_name(&r.provider));
+    if !r.usage.is_empty() {
+        write_usage(o.object_at("usage"), r);
     }
-}
-
-enum Item<'a> {
-    Trace(TraceItem<'a>),
-    Span(TraceItem<'a>),
-}
-
-struct TraceItem<'a> {
-    r: &'a TraceRecord,
-    project: Option<&'a str>,
-    trace_id: String,
-    span_id: String,
-}
-
-impl<'a> TraceItem<'a> {
-    fn new(r: &'a TraceRecord, project: Option<&'a str>) -> Self {
-        let (trace_id, span_id) = ids(r);
-        TraceItem {
-            r,
-            project,
-            trace_id,
-            span_id,
-        }
+    // Opik's schema has `minimum: 0` with the OpenAPI 3.0 boolean exclusiveMinimum;
+    // a zero cost is left out rather than risk a validator reading it as exclusive.
+    if let Some(total) = r.cost.map(|c| c.total).filter(|t| *t > 0.0) {
+        o.float("total_estimated_cost", total);
     }
+    o.close();
 }
 
-impl Serialize for Item<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let (item, span) = match self {
-            Item::Trace(t) => (t, false),
-            Item::Span(t) => (t, true),
-        };
-        let r = item.r;
-        let ctx = &r.context;
-        let mut m = s.serialize_map(None)?;
-        if span {
-            m.serialize_entry("id", &item.span_id)?;
-            m.serialize_entry("trace_id", &item.trace_id)?;
-            if let Some(parent) = ctx.opik_parent.as_ref().and_then(|p| p.span_id.as_ref()) {
-                m.serialize_entry("parent_span_id", parent)?;
-            }
-            m.serialize_entry("type", "llm")?;
-            m.serialize_entry("name", &span_name(r))?;
-        } else {
-            m.serialize_entry("id", &item.trace_id)?;
-            m.serialize_entry("name", ctx.trace_name.as_deref().unwrap_or(r.api))?;
-        }
-        let project = ctx
-            .opik_parent
-            .as_ref()
-            .and_then(|p| p.project_name.as_deref())
-            .or(ctx.project_name.as_deref())
-            .or(item.project);
-        if let Some(p) = project {
-            m.serialize_entry("project_name", p)?;
-        }
-        m.serialize_entry("start_time", &iso8601(r.start_ns))?;
-        m.serialize_entry("end_time", &iso8601(r.end_ns.max(r.start_ns)))?;
-        m.serialize_entry("input", &Input(r))?;
-        m.serialize_entry("output", &Output(r))?;
-        m.serialize_entry("metadata", &Metadata(r))?;
-        m.serialize_entry("tags", &trace_tags(opik_name(&r.provider), &r.context.tags))?;
-        if let Some(ttft) = r.ttft_ms() {
-            m.serialize_entry("ttft", &ttft)?;
-        }
-        if let Some(err) = &r.error {
-            m.serialize_entry("error_info", &ErrorInfo(r, err))?;
-        }
-        if span {
-            if let Some(model) = r.response_model.as_ref().or(r.request_model.as_ref()) {
-                m.serialize_entry("model", model)?;
-            }
-            m.serialize_entry("provider", opik_name(&r.provider))?;
-            if !r.usage.is_empty() {
-                m.serialize_entry("usage", &UsageMap(r))?;
-            }
-            // Opik's schema has `minimum: 0` with the OpenAPI 3.0 boolean exclusiveMinimum;
-            // a zero cost is left out rather than risk a validator reading it as exclusive.
-            if let Some(total) = r.cost.map(|c| c.total).filter(|t| *t > 0.0) {
-                m.serialize_entry("total_estimated_cost", &total)?;
-            }
-        } else if let Some(session) = &ctx.session {
-            m.serialize_entry("thread_id", session)?;
-        }
-        m.end()
-    }
-}
-
-/// `{operation} {model}`, the OTel GenAI span name.
-pub(crate) fn span_name(r: &TraceRecord) -> String {
+/// `{operation} {model}`, the OTel GenAI span name, as a JSON string.
+pub(crate) fn span_name(out: &mut Vec<u8>, r: &TraceRecord) {
     match &r.request_model {
-        Some(m) => format!("{} {m}", r.operation),
-        None => r.operation.to_string(),
+        Some(m) => write::string_of(out, [r.operation, " ", m]),
+        None => write::string(out, r.operation),
     }
 }
 
-struct Input<'a>(&'a TraceRecord);
-
-impl Serialize for Input<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("messages", &Seq(r.messages.iter().map(OpenAiMessage)))?;
-        if let Some(tools) = r.tools_json.as_deref().and_then(raw_json) {
-            m.serialize_entry("tools", &tools)?;
-        }
-        m.end()
+/// `input`: `{"messages": […], "tools": […]}`.
+fn write_input(mut o: Composite<'_>, r: &TraceRecord) {
+    let mut messages = o.array_at("messages");
+    for m in &r.messages {
+        write_message(messages.item_object(), m);
     }
-}
-
-struct Output<'a>(&'a TraceRecord);
-
-impl Serialize for Output<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        if let Some(n) = self.0.embedding_count {
-            m.serialize_entry("embeddings", &n)?;
-        }
-        let choices = self.0.choices.iter().map(|c| ChoiceOut {
-            index: c.index,
-            message: OpenAiMessage(&c.message),
-            finish_reason: c.finish_reason.as_deref(),
-        });
-        m.serialize_entry("choices", &Seq(choices))?;
-        m.end()
+    messages.close();
+    if let Some(tools) = r.tools_json.as_deref().and_then(write::raw_json) {
+        o.key("tools").extend_from_slice(tools.as_bytes());
     }
+    o.close();
 }
 
-#[derive(Serialize)]
-struct ChoiceOut<'a> {
-    index: u32,
-    message: OpenAiMessage<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    finish_reason: Option<&'a str>,
-}
-
-/// A message in OpenAI's chat shape, which Opik renders natively.
-struct OpenAiMessage<'a>(&'a Message);
-
-impl Serialize for OpenAiMessage<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let msg = self.0;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("role", &msg.role)?;
-        let calls: Vec<_> = msg
-            .parts
-            .iter()
-            .filter(|p| matches!(p, Part::ToolCall { .. }))
-            .collect();
-        let content: Vec<_> = msg
-            .parts
-            .iter()
-            .filter(|p| !matches!(p, Part::ToolCall { .. }))
-            .collect();
-        match content.as_slice() {
-            [] => m.serialize_entry("content", &None::<&str>)?,
-            [Part::Text(t)] => m.serialize_entry("content", t)?,
-            parts => m.serialize_entry("content", &Seq(parts.iter().map(|p| ContentPartOut(p))))?,
-        }
-        if !calls.is_empty() {
-            m.serialize_entry("tool_calls", &Seq(calls.iter().map(|p| ToolCallOut(p))))?;
-        }
-        if let Some(name) = &msg.name {
-            m.serialize_entry("name", name)?;
-        }
-        if let Some(id) = &msg.tool_call_id {
-            m.serialize_entry("tool_call_id", id)?;
-        }
-        m.end()
+/// `output`: `{"embeddings": n, "choices": [{index, message, finish_reason}]}`.
+fn write_output(mut o: Composite<'_>, r: &TraceRecord) {
+    if let Some(n) = r.embedding_count {
+        o.uint("embeddings", n);
     }
+    let mut choices = o.array_at("choices");
+    for c in &r.choices {
+        let mut choice = choices.item_object();
+        choice.uint("index", u64::from(c.index));
+        write_message(choice.object_at("message"), &c.message);
+        choice.opt_str("finish_reason", c.finish_reason.as_deref());
+        choice.close();
+    }
+    choices.close();
+    o.close();
 }
 
-struct ContentPartOut<'a>(&'a Part);
-
-impl Serialize for ContentPartOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Part::Text(t) => {
-                let mut m = s.serialize_map(Some(2))?;
-                m.serialize_entry("type", "text")?;
-                m.serialize_entry("text", t)?;
-                m.end()
+/// A message in OpenAI's chat shape, which Opik renders natively: `content` is null, one
+/// string, or an array of parts; tool calls go to `tool_calls`.
+fn write_message(mut o: Composite<'_>, msg: &Message) {
+    o.str("role", &msg.role);
+    let is_call = |p: &&Part| matches!(p, Part::ToolCall { .. });
+    let mut content = msg.parts.iter().filter(|p| !is_call(p));
+    match (content.next(), content.next()) {
+        (None, _) => o.key("content").extend_from_slice(b"null"),
+        (Some(Part::Text(t)), None) => o.str("content", t),
+        _ => {
+            let mut parts = o.array_at("content");
+            for p in msg.parts.iter().filter(|p| !is_call(p)) {
+                write_content_part(parts.item(), p);
             }
-            Part::Reasoning(t) => {
-                let mut m = s.serialize_map(Some(2))?;
-                m.serialize_entry("type", "reasoning")?;
-                m.serialize_entry("text", t)?;
-                m.end()
-            }
-            Part::Uri { modality, uri } => {
-                let mut m = s.serialize_map(Some(2))?;
-                if *modality == "image" {
-                    m.serialize_entry("type", "image_url")?;
-                    m.serialize_entry("image_url", &UrlOut { url: uri })?;
-                } else {
-                    m.serialize_entry("type", modality)?;
-                    m.serialize_entry("url", uri)?;
-                }
-                m.end()
-            }
-            Part::Other { json, .. } => match raw_json(json) {
-                Some(raw) => raw.serialize(s),
-                None => s.serialize_none(),
-            },
-            Part::ToolCall { .. } => s.serialize_none(),
+            parts.close();
         }
     }
-}
-
-#[derive(Serialize)]
-struct UrlOut<'a> {
-    url: &'a str,
-}
-
-struct ToolCallOut<'a>(&'a Part);
-
-impl Serialize for ToolCallOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let Part::ToolCall {
-            id,
-            name,
-            arguments,
-        } = self.0
-        else {
-            return s.serialize_none();
-        };
-        let mut m = s.serialize_map(Some(3))?;
-        m.serialize_entry("id", id)?;
-        m.serialize_entry("type", "function")?;
-        m.serialize_entry("function", &FunctionOut { name, arguments })?;
-        m.end()
+    if msg.parts.iter().any(|p| is_call(&p)) {
+        let mut calls = o.array_at("tool_calls");
+        for p in &msg.parts {
+            if let Part::ToolCall {
+                id,
+                name,
+                arguments,
+            } = p
+            {
+                let mut call = calls.item_object();
+                call.str("id", id);
+                call.str("type", "function");
+                let mut function = call.object_at("function");
+                function.str("name", name);
+                function.str("arguments", arguments);
+                function.close();
+                call.close();
+            }
+        }
+        calls.close();
     }
+    o.opt_str("name", msg.name.as_deref());
+    o.opt_str("tool_call_id", msg.tool_call_id.as_deref());
+    o.close();
 }
 
-#[derive(Serialize)]
-struct FunctionOut<'a> {
-    name: &'a str,
-    arguments: &'a str,
+/// A content part in OpenAI's shape; other parts as their own JSON (null when it is not JSON).
+fn write_content_part(out: &mut Vec<u8>, part: &Part) {
+    let (kind, key, text) = match part {
+        Part::Text(t) => ("text", "text", t.as_str()),
+        Part::Reasoning(t) => ("reasoning", "text", t.as_str()),
+        Part::Uri { modality, uri } if *modality == "image" => {
+            let mut o = Composite::object(out);
+            o.str("type", "image_url");
+            let mut url = o.object_at("image_url");
+            url.str("url", uri);
+            url.close();
+            o.close();
+            return;
+        }
+        Part::Uri { modality, uri } => (*modality, "url", uri.as_str()),
+        Part::Other { json, .. } => {
+            let raw = write::raw_json(json).unwrap_or("null");
+            out.extend_from_slice(raw.as_bytes());
+            return;
+        }
+        Part::ToolCall { .. } => {
+            out.extend_from_slice(b"null");
+            return;
+        }
+    };
+    let mut o = Composite::object(out);
+    o.str("type", kind);
+    o.str(key, text);
+    o.close();
 }
 
-/// JSON text that came from a parsed body, re-embedded verbatim.
-fn raw_json(text: &str) -> Option<Box<RawValue>> {
-    RawValue::from_string(text.to_string()).ok()
-}
-
-struct Metadata<'a>(&'a TraceRecord);
-
-/// The keys [`Metadata`] writes itself.
+/// The keys [`write_metadata`] writes itself.
 const METADATA_KEYS: &[&str] = &[
     "created_from",
     "provider",
@@ -418,119 +336,127 @@ const METADATA_KEYS: &[&str] = &[
     "unparsed",
 ];
 
-impl Serialize for Metadata<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
-        let p = &r.params;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("created_from", "llm-tracer")?;
-        m.serialize_entry("provider", &r.provider)?;
-        m.serialize_entry("path", &r.path)?;
-        m.serialize_entry("stream", &p.stream)?;
-        opt(&mut m, "request_model", &r.request_model)?;
-        opt(&mut m, "temperature", &p.temperature)?;
-        opt(&mut m, "top_p", &p.top_p)?;
-        opt(&mut m, "max_tokens", &p.max_tokens)?;
-        opt(&mut m, "max_completion_tokens", &p.max_completion_tokens)?;
-        opt(&mut m, "frequency_penalty", &p.frequency_penalty)?;
-        opt(&mut m, "presence_penalty", &p.presence_penalty)?;
-        opt(&mut m, "seed", &p.seed)?;
-        opt(&mut m, "n", &p.n)?;
-        if !p.stop.is_empty() {
-            m.serialize_entry("stop", &p.stop)?;
+/// The span's and trace's metadata: the exchange's own fields, then [`extra_metadata`].
+fn write_metadata(mut m: Composite<'_>, r: &TraceRecord) {
+    let p = &r.params;
+    m.str("created_from", "llm-tracer");
+    m.str("provider", &r.provider);
+    m.str("path", &r.path);
+    m.bool("stream", p.stream);
+    m.opt_str("request_model", r.request_model.as_deref());
+    let floats = [("temperature", p.temperature), ("top_p", p.top_p)];
+    for (key, v) in floats {
+        if let Some(v) = v {
+            m.float(key, v);
         }
-        opt(&mut m, "response_id", &r.response_id)?;
-        opt(&mut m, "system_fingerprint", &r.system_fingerprint)?;
-        let reasons = r.finish_reasons();
-        if !reasons.is_empty() {
-            m.serialize_entry("finish_reasons", &reasons)?;
-        }
-        opt(&mut m, "http.status_code", &r.status)?;
-        opt(&mut m, "server.address", &r.server_address)?;
-        if r.incomplete {
-            m.serialize_entry("incomplete", &true)?;
-        }
-        if r.truncated {
-            m.serialize_entry("truncated", &true)?;
-        }
-        if !r.unparsed.is_empty() {
-            m.serialize_entry("unparsed", &r.unparsed)?;
-        }
-        for (key, value) in extra_metadata(r, METADATA_KEYS) {
-            m.serialize_entry(&key, &value)?;
-        }
-        m.end()
     }
+    let ints = [
+        ("max_tokens", p.max_tokens),
+        ("max_completion_tokens", p.max_completion_tokens),
+    ];
+    for (key, v) in ints {
+        if let Some(v) = v {
+            m.uint(key, v);
+        }
+    }
+    let floats = [
+        ("frequency_penalty", p.frequency_penalty),
+        ("presence_penalty", p.presence_penalty),
+    ];
+    for (key, v) in floats {
+        if let Some(v) = v {
+            m.float(key, v);
+        }
+    }
+    if let Some(seed) = p.seed {
+        m.int("seed", seed);
+    }
+    if let Some(n) = p.n {
+        m.uint("n", n);
+    }
+    if !p.stop.is_empty() {
+        m.strs("stop", p.stop.iter().map(String::as_str));
+    }
+    m.opt_str("response_id", r.response_id.as_deref());
+    m.opt_str("system_fingerprint", r.system_fingerprint.as_deref());
+    if r.choices.iter().any(|c| c.finish_reason.is_some()) {
+        let reasons = r.choices.iter().filter_map(|c| c.finish_reason.as_deref());
+        m.strs("finish_reasons", reasons);
+    }
+    if let Some(status) = r.status {
+        m.uint("http.status_code", u64::from(status));
+    }
+    m.opt_str("server.address", r.server_address.as_deref());
+    if r.incomplete {
+        m.bool("incomplete", true);
+    }
+    if r.truncated {
+        m.bool("truncated", true);
+    }
+    if !r.unparsed.is_empty() {
+        m.strs("unparsed", r.unparsed.iter().map(String::as_str));
+    }
+    extra_metadata(r, METADATA_KEYS, |key, value| {
+        let out = m.key(key);
+        match value {
+            Meta::Str(s) => write::string(out, s),
+            Meta::Float(v) => write::float(out, v),
+            Meta::Cost(cost) => write_cost(Composite::object(out), cost),
+            Meta::Json(v) => write::value(out, v),
+        }
+    });
+    m.close();
 }
 
-fn opt<M: SerializeMap, T: Serialize>(
-    m: &mut M,
-    key: &str,
-    value: &Option<T>,
-) -> Result<(), M::Error> {
-    match value {
-        Some(v) => m.serialize_entry(key, v),
-        None => Ok(()),
+/// Token counts under Opik's usage keys (int32, saturated).
+fn write_usage(mut m: Composite<'_>, r: &TraceRecord) {
+    const INT32_MAX: u64 = i32::MAX as u64;
+    let int32 = |v: u64| v.min(INT32_MAX);
+    let u = &r.usage;
+    let counts = [
+        ("prompt_tokens", u.input),
+        ("completion_tokens", u.output),
+        ("total_tokens", u.total()),
+        (
+            "original_usage.prompt_tokens_details.cached_tokens",
+            u.cached_input,
+        ),
+    ];
+    for (key, v) in counts {
+        if let Some(v) = v {
+            m.uint(key, int32(v));
+        }
     }
+    if let Some(v) = u.cache_creation {
+        m.uint("cache_creation_input_tokens", int32(v));
+        m.uint(
+            "cache_read_input_tokens",
+            int32(u.cached_input.unwrap_or(0)),
+        );
+    }
+    if let Some(v) = u.reasoning {
+        m.uint(
+            "original_usage.completion_tokens_details.reasoning_tokens",
+            int32(v),
+        );
+    }
+    m.close();
 }
 
-struct UsageMap<'a>(&'a TraceRecord);
-
-impl Serialize for UsageMap<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let u = &self.0.usage;
-        let mut m = s.serialize_map(None)?;
-        let int32 = |v: u64| i32::try_from(v).unwrap_or(i32::MAX);
-        if let Some(v) = u.input {
-            m.serialize_entry("prompt_tokens", &int32(v))?;
-        }
-        if let Some(v) = u.output {
-            m.serialize_entry("completion_tokens", &int32(v))?;
-        }
-        if let Some(v) = u.total() {
-            m.serialize_entry("total_tokens", &int32(v))?;
-        }
-        if let Some(v) = u.cached_input {
-            m.serialize_entry(
-                "original_usage.prompt_tokens_details.cached_tokens",
-                &int32(v),
-            )?;
-        }
-        if let Some(v) = u.cache_creation {
-            m.serialize_entry("cache_creation_input_tokens", &int32(v))?;
-            m.serialize_entry(
-                "cache_read_input_tokens",
-                &int32(u.cached_input.unwrap_or(0)),
-            )?;
-        }
-        if let Some(v) = u.reasoning {
-            m.serialize_entry(
-                "original_usage.completion_tokens_details.reasoning_tokens",
-                &int32(v),
-            )?;
-        }
-        m.end()
+/// Opik's `error_info`: the error's kind and message, and the request as the traceback.
+fn write_error(mut m: Composite<'_>, r: &TraceRecord, e: &crate::record::ErrorInfo) {
+    m.str(
+        "exception_type",
+        if e.kind.is_empty() { "error" } else { &e.kind },
+    );
+    if !e.message.is_empty() {
+        m.str("message", &e.message);
     }
-}
-
-struct ErrorInfo<'a>(&'a TraceRecord, &'a crate::record::ErrorInfo);
-
-impl Serialize for ErrorInfo<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let (r, e) = (self.0, self.1);
-        let mut m = s.serialize_map(Some(3))?;
-        m.serialize_entry(
-            "exception_type",
-            if e.kind.is_empty() { "error" } else { &e.kind },
-        )?;
-        if !e.message.is_empty() {
-            m.serialize_entry("message", &e.message)?;
-        }
-        let traceback = match r.status {
-            Some(status) => format!("POST {} -> {status}", r.path),
-            None => format!("POST {} -> no complete response", r.path),
-        };
-        m.serialize_entry("traceback", &traceback)?;
-        m.end()
-    }
+    let mut digits = [0; 20];
+    let outcome = match r.status {
+        Some(status) => write::decimal(&mut digits, u64::from(status)),
+        None => "no complete response",
+    };
+    m.str_of("traceback", ["POST ", &r.path, " -> ", outcome]);
+    m.close();
 }

@@ -8,15 +8,16 @@
 //! only, with message content when configured; the Langfuse sink adds the `langfuse.*`
 //! attributes that pin trace name, tags, usage, cost and completion start.
 
-use super::{cost_details, extra_metadata, split_authority, trace_tags, OutboundRequest, Sink};
+use super::opik::span_name;
+use super::write::{self, Composite};
+use super::{
+    body_capacity, extra_metadata, split_authority, trace_tags, write_cost, Meta, OutboundRequest,
+    Sink,
+};
 use crate::config::{Endpoint, OtlpConfig};
-use crate::ids::hex;
 use crate::record::{Message, Part, TraceRecord};
 use crate::timestamp::iso8601;
-use serde::ser::{SerializeMap, SerializeSeq};
-use serde::{Serialize, Serializer};
 use serde_json::Value;
-use std::borrow::Cow;
 use std::rc::Rc;
 
 /// Instrumentation scope and `service.name` the spans carry.
@@ -86,161 +87,53 @@ impl Sink for OtlpSink {
 
 /// An `ExportTraceServiceRequest` in OTLP/JSON with one span per record.
 pub fn encode_otlp(records: &[Rc<TraceRecord>], flavor: &Flavor<'_>) -> Vec<u8> {
-    // Serializing cannot fail: keys are strings and no impl here returns an error.
-    serde_json::to_vec(&Export(records, flavor)).unwrap_or_default()
-}
-
-struct Export<'a>(&'a [Rc<TraceRecord>], &'a Flavor<'a>);
-
-impl Serialize for Export<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut attributes = vec![Kv::new("service.name", Any::Str(SCOPE))];
-        for (k, v) in self.1.resource {
-            if k != "service.name" {
-                attributes.push(Kv::new(k.as_str(), Any::Str(v)));
-            } else {
-                attributes[0] = Kv::new("service.name", Any::Str(v));
-            }
-        }
-        let resource = Resource { attributes };
-        let scope_spans = [ScopeSpans {
-            scope: Scope {
-                name: SCOPE,
-                version: env!("CARGO_PKG_VERSION"),
-            },
-            spans: Spans(self.0, self.1),
-        }];
-        let mut m = s.serialize_map(Some(1))?;
-        m.serialize_entry(
-            "resourceSpans",
-            &[ResourceSpans {
-                resource,
-                scope_spans,
-            }],
-        )?;
-        m.end()
+    // A span takes about 1.8 KB besides its messages, 2.5 KB with the Langfuse attributes.
+    let per_record = if flavor.langfuse { 3072 } else { 2048 };
+    let mut out = Vec::with_capacity(body_capacity(records, per_record, flavor.content));
+    let mut request = Composite::object(&mut out);
+    let mut resource_spans = request.array_at("resourceSpans");
+    let mut resource_span = resource_spans.item_object();
+    write_resource(resource_span.object_at("resource"), flavor.resource);
+    let mut scope_spans = resource_span.array_at("scopeSpans");
+    let mut scope_span = scope_spans.item_object();
+    let mut scope = scope_span.object_at("scope");
+    scope.str("name", SCOPE);
+    scope.str("version", env!("CARGO_PKG_VERSION"));
+    scope.close();
+    let mut spans = scope_span.array_at("spans");
+    for r in records {
+        write_span(spans.item_object(), r, flavor);
     }
+    spans.close();
+    scope_span.close();
+    scope_spans.close();
+    resource_span.close();
+    resource_spans.close();
+    request.close();
+    out.shrink_to_fit();
+    out
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ResourceSpans<'a> {
-    resource: Resource<'a>,
-    scope_spans: [ScopeSpans<'a>; 1],
-}
-
-#[derive(Serialize)]
-struct Resource<'a> {
-    attributes: Vec<Kv<'a>>,
-}
-
-#[derive(Serialize)]
-struct ScopeSpans<'a> {
-    scope: Scope,
-    spans: Spans<'a>,
-}
-
-#[derive(Serialize)]
-struct Scope {
-    name: &'static str,
-    version: &'static str,
-}
-
-struct Spans<'a>(&'a [Rc<TraceRecord>], &'a Flavor<'a>);
-
-impl Serialize for Spans<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for r in self.0 {
-            seq.serialize_element(&span(r, self.1))?;
-        }
-        seq.end()
+/// The resource's `attributes`: `service.name` first (the configured one, else [`SCOPE`]), then
+/// the other configured resource attributes.
+fn write_resource(mut o: Composite<'_>, resource: &[(String, String)]) {
+    let service = resource
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "service.name")
+        .map_or(SCOPE, |(_, v)| v.as_str());
+    let mut list = o.array_at("attributes");
+    let mut attributes = Attributes(&mut list);
+    attributes.put("service.name", Any::Str(service));
+    for (k, v) in resource.iter().filter(|(k, _)| k != "service.name") {
+        attributes.put(k, Any::Str(v));
     }
+    list.close();
+    o.close();
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Span<'a> {
-    trace_id: String,
-    span_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parent_span_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    trace_state: Option<&'a str>,
-    name: String,
-    kind: u8,
-    start_time_unix_nano: String,
-    end_time_unix_nano: String,
-    attributes: Vec<Kv<'a>>,
-    status: Status<'a>,
-}
-
-#[derive(Serialize)]
-struct Status<'a> {
-    code: u8,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<&'a str>,
-}
-
-/// An OTLP `KeyValue`.
-#[derive(Serialize)]
-struct Kv<'a> {
-    key: Cow<'a, str>,
-    value: Any<'a>,
-}
-
-impl<'a> Kv<'a> {
-    fn new(key: impl Into<Cow<'a, str>>, value: Any<'a>) -> Self {
-        Kv {
-            key: key.into(),
-            value,
-        }
-    }
-}
-
-/// An OTLP `AnyValue`; int64 goes out as a decimal string, per OTLP/JSON.
-enum Any<'a> {
-    Str(&'a str),
-    Owned(String),
-    Int(u64),
-    Double(f64),
-    Bool(bool),
-    StrArray(Vec<&'a str>),
-    /// A JSON value: strings, numbers and booleans as themselves, anything else as JSON text.
-    Json(Value),
-}
-
-impl Serialize for Any<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(1))?;
-        match self {
-            Any::Str(v) => m.serialize_entry("stringValue", v)?,
-            Any::Owned(v) => m.serialize_entry("stringValue", v)?,
-            Any::Int(v) => m.serialize_entry("intValue", &v.to_string())?,
-            Any::Double(v) => m.serialize_entry("doubleValue", v)?,
-            Any::Bool(v) => m.serialize_entry("boolValue", v)?,
-            Any::Json(Value::String(v)) => m.serialize_entry("stringValue", v)?,
-            Any::Json(Value::Bool(v)) => m.serialize_entry("boolValue", v)?,
-            Any::Json(Value::Number(n)) => match n.as_u64() {
-                Some(i) => m.serialize_entry("intValue", &i.to_string())?,
-                None => m.serialize_entry("doubleValue", &n.as_f64().unwrap_or(0.0))?,
-            },
-            Any::Json(other) => m.serialize_entry("stringValue", &other.to_string())?,
-            Any::StrArray(values) => {
-                let values: Vec<_> = values.iter().map(|v| Any::Str(v)).collect();
-                m.serialize_entry("arrayValue", &ArrayValue { values })?
-            }
-        }
-        m.end()
-    }
-}
-
-#[derive(Serialize)]
-struct ArrayValue<'a> {
-    values: Vec<Any<'a>>,
-}
-
-fn span<'a>(r: &'a TraceRecord, flavor: &Flavor<'_>) -> Span<'a> {
+/// One CLIENT span, the members of `o`.
+fn write_span(mut o: Composite<'_>, r: &TraceRecord, flavor: &Flavor<'_>) {
     let error_message = r.error.as_ref().map(|e| {
         if e.message.is_empty() {
             e.kind.as_str()
@@ -249,59 +142,170 @@ fn span<'a>(r: &'a TraceRecord, flavor: &Flavor<'_>) -> Span<'a> {
         }
     });
     let parent = r.context.parent.as_ref();
-    Span {
-        trace_id: hex(&r.trace_id),
-        span_id: hex(&r.span_id),
-        parent_span_id: parent.map(|p| hex(&p.span_id)),
-        trace_state: parent.and_then(|p| p.tracestate.as_deref()),
-        name: super::opik::span_name(r),
-        kind: 3,
-        start_time_unix_nano: r.start_ns.to_string(),
-        end_time_unix_nano: r.end_ns.max(r.start_ns).to_string(),
-        attributes: attributes(r, error_message, flavor),
-        status: Status {
-            code: if r.error.is_some() { 2 } else { 1 },
-            message: error_message,
-        },
+    write::hex_string(o.key("traceId"), &r.trace_id);
+    write::hex_string(o.key("spanId"), &r.span_id);
+    if let Some(p) = parent {
+        write::hex_string(o.key("parentSpanId"), &p.span_id);
     }
-}
-
-fn attributes<'a>(
-    r: &'a TraceRecord,
-    error_message: Option<&'a str>,
-    flavor: &Flavor<'_>,
-) -> Vec<Kv<'a>> {
-    let mut a = genai_attributes(r, flavor.content);
+    o.opt_str("traceState", parent.and_then(|p| p.tracestate.as_deref()));
+    span_name(o.key("name"), r);
+    o.uint("kind", 3);
+    int64(o.key("startTimeUnixNano"), r.start_ns);
+    int64(o.key("endTimeUnixNano"), r.end_ns.max(r.start_ns));
+    let mut list = o.array_at("attributes");
+    let mut a = Attributes(&mut list);
+    genai_attributes(&mut a, r, flavor.content);
     if flavor.langfuse {
         // Deprecated, but still what Opik's and older collectors' mappers read.
-        a.push(Kv::new("gen_ai.system", Any::Str(&r.provider)));
-        langfuse_attributes(r, error_message, &mut a);
+        a.put("gen_ai.system", Any::Str(&r.provider));
+        langfuse_attributes(&mut a, r, error_message);
     }
-    a
+    list.close();
+    let mut status = o.object_at("status");
+    status.uint("code", if r.error.is_some() { 2 } else { 1 });
+    status.opt_str("message", error_message);
+    status.close();
+    o.close();
+}
+
+/// An int64 as OTLP/JSON writes it: a decimal string.
+fn int64(out: &mut Vec<u8>, v: u64) {
+    out.push(b'"');
+    write::uint(out, v);
+    out.push(b'"');
+}
+
+/// A scalar OTLP `AnyValue`; int64 goes out as a decimal string.
+#[derive(Debug, Clone, Copy)]
+enum Any<'a> {
+    Str(&'a str),
+    Int(u64),
+    Double(f64),
+    Bool(bool),
+}
+
+/// A span's or resource's `attributes` list of OTLP `KeyValue`s being written.
+struct Attributes<'l, 'o>(&'l mut Composite<'o>);
+
+impl Attributes<'_, '_> {
+    /// Starts a `KeyValue` whose key is the concatenation of `key` and whose `AnyValue` has
+    /// the member `kind`; returns the buffer for that member's value. [`Attributes::end`]
+    /// closes it.
+    fn start<'b>(list: &'b mut Composite<'_>, key: &[&str], kind: &str) -> &'b mut Vec<u8> {
+        let out = list.item();
+        out.extend_from_slice(b"{\"key\":");
+        write::string_of(out, key.iter().copied());
+        out.extend_from_slice(b",\"value\":{\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\":");
+        out
+    }
+
+    fn end(out: &mut Vec<u8>) {
+        out.extend_from_slice(b"}}");
+    }
+
+    /// Attribute `key`, the concatenation of its parts.
+    fn put_at(&mut self, key: &[&str], value: Any<'_>) {
+        let kind = match value {
+            Any::Str(_) => "stringValue",
+            Any::Int(_) => "intValue",
+            Any::Double(_) => "doubleValue",
+            Any::Bool(_) => "boolValue",
+        };
+        let out = Self::start(self.0, key, kind);
+        match value {
+            Any::Str(v) => write::string(out, v),
+            Any::Int(v) => int64(out, v),
+            Any::Double(v) => write::float(out, v),
+            Any::Bool(v) => out.extend_from_slice(if v { b"true" } else { b"false" }),
+        }
+        Self::end(out);
+    }
+
+    fn put(&mut self, key: &str, value: Any<'_>) {
+        self.put_at(&[key], value);
+    }
+
+    fn opt_str(&mut self, key: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.put(key, Any::Str(v));
+        }
+    }
+
+    /// An array of strings.
+    fn strs<'v>(&mut self, key: &str, values: impl IntoIterator<Item = &'v str>) {
+        let out = Self::start(self.0, &[key], "arrayValue");
+        let mut array = Composite::object(out);
+        let mut items = array.array_at("values");
+        for v in values {
+            let mut any = items.item_object();
+            any.str("stringValue", v);
+            any.close();
+        }
+        items.close();
+        array.close();
+        Self::end(out);
+    }
+
+    /// A string holding JSON text, which `write` writes escaped, with
+    /// [`Composite::object_in_string`] or [`Composite::array_in_string`].
+    fn json_at(&mut self, key: &[&str], write: impl FnOnce(&mut Vec<u8>)) {
+        let out = Self::start(self.0, key, "stringValue");
+        out.push(b'"');
+        write(out);
+        out.push(b'"');
+        Self::end(out);
+    }
+
+    fn json(&mut self, key: &str, write: impl FnOnce(&mut Vec<u8>)) {
+        self.json_at(&[key], write);
+    }
+
+    /// A metadata value: strings, numbers and booleans as themselves, anything else as JSON
+    /// text.
+    fn meta(&mut self, key: &[&str], value: Meta<'_>) {
+        let scalar = match value {
+            Meta::Str(v) => Any::Str(v),
+            Meta::Float(v) => Any::Double(v),
+            Meta::Json(Value::String(v)) => Any::Str(v),
+            Meta::Json(Value::Bool(v)) => Any::Bool(*v),
+            Meta::Json(Value::Number(n)) => match n.as_u64() {
+                Some(i) => Any::Int(i),
+                None => Any::Double(n.as_f64().unwrap_or(0.0)),
+            },
+            Meta::Cost(cost) => {
+                return self.json_at(key, |out| {
+                    write_cost(Composite::object_in_string(out), cost);
+                });
+            }
+            Meta::Json(other) => return self.json_at(key, |out| write::value_escaped(out, other)),
+        };
+        self.put_at(key, scalar);
+    }
 }
 
 /// The GenAI semantic-convention attributes (and the HTTP and error ones they sit with).
-fn genai_attributes<'a>(r: &'a TraceRecord, content: bool) -> Vec<Kv<'a>> {
+fn genai_attributes(a: &mut Attributes<'_, '_>, r: &TraceRecord, content: bool) {
     let p = &r.params;
-    let mut a = Vec::with_capacity(32);
-    a.push(Kv::new("gen_ai.operation.name", Any::Str(r.operation)));
-    a.push(Kv::new("gen_ai.provider.name", Any::Str(&r.provider)));
-    let mut push_str = |key, value: &'a Option<String>| {
-        if let Some(v) = value {
-            a.push(Kv::new(key, Any::Str(v)));
-        }
-    };
-    push_str("gen_ai.request.model", &r.request_model);
-    push_str("gen_ai.response.model", &r.response_model);
-    push_str("gen_ai.response.id", &r.response_id);
     let ctx = &r.context;
-    push_str("gen_ai.conversation.id", &ctx.session);
-    push_str("session.id", &ctx.session);
-    push_str("user.id", &ctx.user);
-    push_str(
-        "gen_ai.openai.response.system_fingerprint",
-        &r.system_fingerprint,
-    );
+    a.put("gen_ai.operation.name", Any::Str(r.operation));
+    a.put("gen_ai.provider.name", Any::Str(&r.provider));
+    let strings = [
+        ("gen_ai.request.model", &r.request_model),
+        ("gen_ai.response.model", &r.response_model),
+        ("gen_ai.response.id", &r.response_id),
+        ("gen_ai.conversation.id", &ctx.session),
+        ("session.id", &ctx.session),
+        ("user.id", &ctx.user),
+        (
+            "gen_ai.openai.response.system_fingerprint",
+            &r.system_fingerprint,
+        ),
+    ];
+    for (key, value) in strings {
+        a.opt_str(key, value.as_deref());
+    }
     let doubles = [
         ("gen_ai.request.temperature", p.temperature),
         ("gen_ai.request.top_p", p.top_p),
@@ -310,137 +314,109 @@ fn genai_attributes<'a>(r: &'a TraceRecord, content: bool) -> Vec<Kv<'a>> {
     ];
     for (key, value) in doubles {
         if let Some(v) = value.filter(|v| v.is_finite()) {
-            a.push(Kv::new(key, Any::Double(v)));
+            a.put(key, Any::Double(v));
         }
     }
     if let Some(v) = p.max_completion_tokens.or(p.max_tokens) {
-        a.push(Kv::new("gen_ai.request.max_tokens", Any::Int(v)));
+        a.put("gen_ai.request.max_tokens", Any::Int(v));
     }
     if let Some(seed) = p.seed.and_then(|s| u64::try_from(s).ok()) {
-        a.push(Kv::new("gen_ai.request.seed", Any::Int(seed)));
+        a.put("gen_ai.request.seed", Any::Int(seed));
     }
     if let Some(n) = p.n.filter(|&n| n != 1) {
-        a.push(Kv::new("gen_ai.request.choice.count", Any::Int(n)));
+        a.put("gen_ai.request.choice.count", Any::Int(n));
     }
     if !p.stop.is_empty() {
-        let stops = p.stop.iter().map(String::as_str).collect();
-        a.push(Kv::new(
+        a.strs(
             "gen_ai.request.stop_sequences",
-            Any::StrArray(stops),
-        ));
+            p.stop.iter().map(String::as_str),
+        );
     }
     if p.stream {
-        a.push(Kv::new("gen_ai.request.stream", Any::Bool(true)));
+        a.put("gen_ai.request.stream", Any::Bool(true));
     }
-    let reasons = r.finish_reasons();
-    if !reasons.is_empty() {
-        a.push(Kv::new(
-            "gen_ai.response.finish_reasons",
-            Any::StrArray(reasons),
-        ));
+    if r.choices.iter().any(|c| c.finish_reason.is_some()) {
+        let reasons = r.choices.iter().filter_map(|c| c.finish_reason.as_deref());
+        a.strs("gen_ai.response.finish_reasons", reasons);
     }
-    usage_attributes(r, &mut a);
+    usage_attributes(a, r);
     if let Some(ttft) = r.ttft_ms() {
-        a.push(Kv::new(
+        a.put(
             "gen_ai.response.time_to_first_chunk",
             Any::Double(ttft / 1000.0),
-        ));
+        );
     }
-
     if let Some(addr) = &r.server_address {
         let (host, port) = split_authority(addr, true);
-        a.push(Kv::new("server.address", Any::Str(host)));
-        a.push(Kv::new("server.port", Any::Int(u64::from(port))));
+        a.put("server.address", Any::Str(host));
+        a.put("server.port", Any::Int(u64::from(port)));
     }
     if content && !r.messages.is_empty() {
-        a.push(Kv::new(
-            "gen_ai.input.messages",
-            Any::Owned(input_messages(r)),
-        ));
+        a.json("gen_ai.input.messages", |out| input_messages(out, r));
     }
     if content && !r.choices.is_empty() {
-        a.push(Kv::new(
-            "gen_ai.output.messages",
-            Any::Owned(output_messages(r)),
-        ));
+        a.json("gen_ai.output.messages", |out| output_messages(out, r));
     }
-    a.push(Kv::new("url.path", Any::Str(&r.path)));
+    a.put("url.path", Any::Str(&r.path));
     if let Some(status) = r.status {
-        a.push(Kv::new(
-            "http.response.status_code",
-            Any::Int(u64::from(status)),
-        ));
+        a.put("http.response.status_code", Any::Int(u64::from(status)));
     }
     if let Some(e) = &r.error {
-        a.push(Kv::new("error.type", Any::Str(&e.kind)));
+        a.put("error.type", Any::Str(&e.kind));
     }
-    a
 }
 
 /// The `langfuse.*` attributes, the record's own flags and its metadata.
-fn langfuse_attributes<'a>(
-    r: &'a TraceRecord,
-    error_message: Option<&'a str>,
-    a: &mut Vec<Kv<'a>>,
-) {
+fn langfuse_attributes(a: &mut Attributes<'_, '_>, r: &TraceRecord, error_message: Option<&str>) {
     let ctx = &r.context;
-    if let Some(release) = &ctx.release {
-        a.push(Kv::new("langfuse.release", Any::Str(release)));
-    }
-    if let Some(environment) = &ctx.environment {
-        a.push(Kv::new("langfuse.environment", Any::Str(environment)));
-    }
+    a.opt_str("langfuse.release", ctx.release.as_deref());
+    a.opt_str("langfuse.environment", ctx.environment.as_deref());
     if let Some(first) = r.first_token_ns {
-        a.push(Kv::new(
+        let time = iso8601(first);
+        a.put(
             "langfuse.observation.completion_start_time",
-            Any::Owned(iso8601(first)),
-        ));
+            Any::Str(&time),
+        );
     }
-    usage_details(r, a);
+    if !r.usage.is_empty() {
+        a.json("langfuse.observation.usage_details", |out| {
+            usage_details(out, r)
+        });
+    }
     if let Some(n) = r.embedding_count {
-        a.push(Kv::new("llm_tracer.embedding.count", Any::Int(n)));
+        a.put("llm_tracer.embedding.count", Any::Int(n));
     }
     let observation = if r.operation == "embeddings" {
         "embedding"
     } else {
         "generation"
     };
-    a.push(Kv::new("langfuse.observation.type", Any::Str(observation)));
+    a.put("langfuse.observation.type", Any::Str(observation));
     let trace_name = ctx.trace_name.as_deref().unwrap_or(r.api);
-    a.push(Kv::new("langfuse.trace.name", Any::Str(trace_name)));
-    let tags = trace_tags(&r.provider, &ctx.tags);
-    a.push(Kv::new("langfuse.trace.tags", Any::StrArray(tags)));
+    a.put("langfuse.trace.name", Any::Str(trace_name));
+    a.strs("langfuse.trace.tags", trace_tags(&r.provider, &ctx.tags));
     if let Some(cost) = &r.cost {
-        a.push(Kv::new(
-            "langfuse.observation.cost_details",
-            Any::Owned(cost_details(cost).to_string()),
-        ));
-        a.push(Kv::new("gen_ai.usage.cost", Any::Double(cost.total)));
+        a.json("langfuse.observation.cost_details", |out| {
+            write_cost(Composite::object_in_string(out), cost);
+        });
+        a.put("gen_ai.usage.cost", Any::Double(cost.total));
     }
     if r.error.is_some() {
-        a.push(Kv::new("langfuse.observation.level", Any::Str("ERROR")));
-        if let Some(msg) = error_message {
-            a.push(Kv::new(
-                "langfuse.observation.status_message",
-                Any::Str(msg),
-            ));
-        }
+        a.put("langfuse.observation.level", Any::Str("ERROR"));
+        a.opt_str("langfuse.observation.status_message", error_message);
     }
     if r.incomplete {
-        a.push(Kv::new("llm_tracer.incomplete", Any::Bool(true)));
+        a.put("llm_tracer.incomplete", Any::Bool(true));
     }
     if r.truncated {
-        a.push(Kv::new("llm_tracer.truncated", Any::Bool(true)));
+        a.put("llm_tracer.truncated", Any::Bool(true));
     }
-    for (key, value) in extra_metadata(r, &[]) {
-        a.push(Kv::new(
-            format!("langfuse.trace.metadata.{key}"),
-            Any::Json(value),
-        ));
-    }
+    extra_metadata(r, &[], |key, value| {
+        a.meta(&["langfuse.trace.metadata.", key], value);
+    });
 }
 
-fn usage_attributes<'a>(r: &'a TraceRecord, a: &mut Vec<Kv<'a>>) {
+fn usage_attributes(a: &mut Attributes<'_, '_>, r: &TraceRecord) {
     let u = &r.usage;
     let ints = [
         ("gen_ai.usage.input_tokens", u.input),
@@ -451,71 +427,56 @@ fn usage_attributes<'a>(r: &'a TraceRecord, a: &mut Vec<Kv<'a>>) {
     ];
     for (key, value) in ints {
         if let Some(v) = value {
-            a.push(Kv::new(key, Any::Int(v)));
+            a.put(key, Any::Int(v));
         }
     }
 }
 
-/// Langfuse's `usage_details`, which its own token accounting reads.
-fn usage_details<'a>(r: &'a TraceRecord, a: &mut Vec<Kv<'a>>) {
+/// Langfuse's `usage_details`, which its own token accounting reads: `input` excludes cache
+/// reads and writes and `output` excludes reasoning tokens, which get keys of their own;
+/// `total` is the grand total. Keys in sorted order.
+fn usage_details(out: &mut Vec<u8>, r: &TraceRecord) {
     let u = &r.usage;
-    if u.is_empty() {
-        return;
-    }
-    // Langfuse's usage_details: `input` excludes cache reads and writes and `output` excludes
-    // reasoning tokens, which get keys of their own; `total` is the grand total.
-    let mut details = serde_json::Map::new();
-    let cached = u.cached_input.unwrap_or(0) + u.cache_creation.unwrap_or(0);
+    let cached = u
+        .cached_input
+        .unwrap_or(0)
+        .saturating_add(u.cache_creation.unwrap_or(0));
     let reasoning = u.reasoning.unwrap_or(0);
-    if let Some(i) = u.input {
-        details.insert("input".into(), i.saturating_sub(cached).into());
+    let details = [
+        ("input", u.input.map(|i| i.saturating_sub(cached))),
+        ("input_cache_creation", u.cache_creation),
+        ("input_cached_tokens", u.cached_input),
+        ("output", u.output.map(|o| o.saturating_sub(reasoning))),
+        ("output_reasoning_tokens", u.reasoning),
+        ("total", u.total()),
+    ];
+    let mut o = Composite::object_in_string(out);
+    for (key, value) in details {
+        if let Some(v) = value {
+            o.uint(key, v);
+        }
     }
-    if let Some(c) = u.cached_input {
-        details.insert("input_cached_tokens".into(), c.into());
-    }
-    if let Some(c) = u.cache_creation {
-        details.insert("input_cache_creation".into(), c.into());
-    }
-    if let Some(o) = u.output {
-        details.insert("output".into(), o.saturating_sub(reasoning).into());
-    }
-    if let Some(rt) = u.reasoning {
-        details.insert("output_reasoning_tokens".into(), rt.into());
-    }
-    if let Some(t) = u.total() {
-        details.insert("total".into(), t.into());
-    }
-    a.push(Kv::new(
-        "langfuse.observation.usage_details",
-        Any::Owned(serde_json::Value::Object(details).to_string()),
-    ));
+    o.close();
 }
 
-fn input_messages(r: &TraceRecord) -> String {
-    let messages: Vec<_> = r
-        .messages
-        .iter()
-        .map(|m| PartsMessage {
-            message: m,
-            finish_reason: None,
-        })
-        .collect();
-    serde_json::to_string(&messages).unwrap_or_else(|_| "[]".into())
+/// `gen_ai.input.messages`: the input messages in the parts format.
+fn input_messages(out: &mut Vec<u8>, r: &TraceRecord) {
+    let mut list = Composite::array_in_string(out);
+    for m in &r.messages {
+        parts_message(list.item_object(), m, None);
+    }
+    list.close();
 }
 
-fn output_messages(r: &TraceRecord) -> String {
-    let messages: Vec<_> = r
-        .choices
-        .iter()
-        .map(|c| PartsMessage {
-            message: &c.message,
-            finish_reason: Some(otel_finish_reason(
-                c.finish_reason.as_deref(),
-                r.error.is_some(),
-            )),
-        })
-        .collect();
-    serde_json::to_string(&messages).unwrap_or_else(|_| "[]".into())
+/// `gen_ai.output.messages`: one message per choice, with its finish reason.
+fn output_messages(out: &mut Vec<u8>, r: &TraceRecord) {
+    let failed = r.error.is_some();
+    let mut list = Composite::array_in_string(out);
+    for c in &r.choices {
+        let reason = otel_finish_reason(c.finish_reason.as_deref(), failed);
+        parts_message(list.item_object(), &c.message, Some(reason));
+    }
+    list.close();
 }
 
 /// OTel's finish reasons are `stop`, `length`, `content_filter`, `tool_call` and `error`; the
@@ -532,93 +493,71 @@ fn otel_finish_reason(reason: Option<&str>, failed: bool) -> &str {
     }
 }
 
-/// A message in the GenAI parts format.
-struct PartsMessage<'a> {
-    message: &'a Message,
-    finish_reason: Option<&'a str>,
-}
-
-impl Serialize for PartsMessage<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let msg = self.message;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry(
-            "role",
-            if msg.role.is_empty() {
-                "user"
-            } else {
-                &msg.role
-            },
-        )?;
-        let mut parts: Vec<OtelPart<'_>> = msg.parts.iter().map(OtelPart::Part).collect();
-        if msg.role == "tool" {
-            // A tool message is the response to a call: one tool_call_response part.
-            parts = vec![OtelPart::ToolResponse {
-                id: msg.tool_call_id.as_deref(),
-                response: msg.text().unwrap_or_default(),
-            }];
+/// A message in the GenAI parts format, the members of `m`. A tool message is the response to
+/// a call: one `tool_call_response` part with its text.
+fn parts_message(mut m: Composite<'_>, msg: &Message, finish_reason: Option<&str>) {
+    let role = if msg.role.is_empty() {
+        "user"
+    } else {
+        &msg.role
+    };
+    m.str("role", role);
+    let mut parts = m.array_at("parts");
+    if msg.role == "tool" {
+        let mut part = parts.item_object();
+        part.str("type", "tool_call_response");
+        part.opt_str("id", msg.tool_call_id.as_deref());
+        let texts = msg.parts.iter().filter_map(|p| match p {
+            Part::Text(t) => Some(t.as_str()),
+            _ => None,
+        });
+        part.str_of("response", texts);
+        part.close();
+    } else {
+        for p in &msg.parts {
+            otel_part(parts.item_object(), p);
         }
-        m.serialize_entry("parts", &parts)?;
-        if let Some(name) = &msg.name {
-            m.serialize_entry("name", name)?;
-        }
-        if let Some(reason) = self.finish_reason {
-            m.serialize_entry("finish_reason", reason)?;
-        }
-        m.end()
     }
+    parts.close();
+    m.opt_str("name", msg.name.as_deref());
+    m.opt_str("finish_reason", finish_reason);
+    m.close();
 }
 
-enum OtelPart<'a> {
-    Part(&'a Part),
-    ToolResponse {
-        id: Option<&'a str>,
-        response: String,
-    },
-}
-
-impl Serialize for OtelPart<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        match self {
-            OtelPart::Part(Part::Text(t)) => {
-                m.serialize_entry("type", "text")?;
-                m.serialize_entry("content", t)?;
-            }
-            OtelPart::Part(Part::Reasoning(t)) => {
-                m.serialize_entry("type", "reasoning")?;
-                m.serialize_entry("content", t)?;
-            }
-            OtelPart::Part(Part::ToolCall {
-                id,
-                name,
-                arguments,
-            }) => {
-                m.serialize_entry("type", "tool_call")?;
-                m.serialize_entry("id", id)?;
-                m.serialize_entry("name", name)?;
-                match serde_json::from_slice::<serde_json::Value>(arguments.as_bytes()) {
-                    Ok(v) => m.serialize_entry("arguments", &v)?,
-                    Err(_) => m.serialize_entry("arguments", arguments)?,
-                }
-            }
-            OtelPart::Part(Part::Uri { modality, uri }) => {
-                m.serialize_entry("type", "uri")?;
-                m.serialize_entry("modality", modality)?;
-                m.serialize_entry("uri", uri)?;
-            }
-            OtelPart::Part(Part::Other { kind, json }) => {
-                m.serialize_entry("type", kind)?;
-                m.serialize_entry("content", json)?;
-            }
-            OtelPart::ToolResponse { id, response } => {
-                m.serialize_entry("type", "tool_call_response")?;
-                if let Some(id) = id {
-                    m.serialize_entry("id", id)?;
-                }
-                m.serialize_entry("response", response)?;
+/// One part in the GenAI parts format, the members of `m`.
+fn otel_part(mut m: Composite<'_>, part: &Part) {
+    match part {
+        Part::Text(t) => {
+            m.str("type", "text");
+            m.str("content", t);
+        }
+        Part::Reasoning(t) => {
+            m.str("type", "reasoning");
+            m.str("content", t);
+        }
+        Part::ToolCall {
+            id,
+            name,
+            arguments,
+        } => {
+            m.str("type", "tool_call");
+            m.str("id", id);
+            m.str("name", name);
+            // Arguments that are JSON go as JSON, the rest as the text the model produced.
+            match serde_json::from_str::<Value>(arguments) {
+                Ok(v) => m.value("arguments", &v),
+                Err(_) => m.str("arguments", arguments),
             }
         }
-        m.end()
+        Part::Uri { modality, uri } => {
+            m.str("type", "uri");
+            m.str("modality", modality);
+            m.str("uri", uri);
+        }
+        Part::Other { kind, json } => {
+            m.str("type", kind);
+            m.str("content", json);
+        }
     }
+    m.close();
 }
