@@ -400,7 +400,8 @@ pub struct ChatStream {
     malformed: usize,
     /// The last event that was a plain text delta, to read the next ones fast.
     template: Template,
-    template_index: u32,
+    /// The choice, and the string of its delta, that the template varies.
+    template_at: (u32, Varying),
     /// Whether events may be read by the fast readers before the full parser.
     fast: bool,
 }
@@ -418,7 +419,7 @@ impl ChatStream {
             budget: Budget::new(budget),
             malformed: 0,
             template: Template::default(),
-            template_index: 0,
+            template_at: (0, Varying::Text),
             fast: true,
         }
     }
@@ -449,23 +450,41 @@ impl ChatStream {
                 }
             };
         }
-        if let Some(text) = self.template.value(trimmed) {
-            // The last plain text delta again, with other text.
-            let choice = ChunkChoice {
-                index: self.template_index,
-                delta: Some(Delta {
-                    content: Some(text.decode()),
+        if let Some(value) = self.template.value(trimmed) {
+            // The last plain delta again, with another string.
+            let (index, varying) = self.template_at;
+            let value = Some(value.decode());
+            let delta = match varying {
+                Varying::Text => Delta {
+                    content: value,
                     ..Delta::default()
-                }),
+                },
+                Varying::Arguments(tool) => Delta {
+                    tool_calls: vec![ToolCallDelta {
+                        index: tool,
+                        id: None,
+                        function: Some(FunctionDelta {
+                            name: None,
+                            arguments: value,
+                        }),
+                    }],
+                    ..Delta::default()
+                },
+            };
+            let choice = ChunkChoice {
+                index,
+                delta: Some(delta),
                 finish_reason: None,
             };
             return output_if(self.apply_choice(choice));
         }
         let parsed = match skim_chunk(trimmed) {
-            Ok((chunk, text)) => {
-                if let Some((index, text)) = text.filter(|_| is_plain_text_delta(&chunk)) {
-                    self.template.set(trimmed, text);
-                    self.template_index = index;
+            Ok((chunk, varying)) => {
+                if let Some((index, varying, value)) = varying {
+                    if is_plain_delta(&chunk, varying) {
+                        self.template.set(trimmed, value);
+                        self.template_at = (index, varying);
+                    }
                 }
                 Ok(chunk)
             }
@@ -595,11 +614,13 @@ impl ChatStream {
     }
 }
 
-/// Reads a chunk of the everyday shape (text deltas, no tool calls, no usage, no error)
-/// without the full parser; bails on anything else, which the full parser then reads.
-///
-/// Also returns the raw `content` of the last choice with its index, for [`Template`].
-fn skim_chunk(data: &[u8]) -> Skimmed<(Chunk<'_>, Option<(u32, RawStr<'_>)>)> {
+/// The last choice's index and the string its delta may vary, for [`Template`].
+type VaryingAt<'a> = Option<(u32, Varying, RawStr<'a>)>;
+
+/// Reads a chunk of the everyday shape (text and tool-call deltas; usage and error absent or
+/// null) without the full parser; bails on anything else, which the full parser then reads.
+/// Also returns what a [`Template`] of the chunk would vary.
+fn skim_chunk(data: &[u8]) -> Skimmed<(Chunk<'_>, VaryingAt<'_>)> {
     let mut s = Skim::new(data)?;
     let mut chunk = Chunk {
         id: None,
@@ -619,8 +640,8 @@ fn skim_chunk(data: &[u8]) -> Skimmed<(Chunk<'_>, Option<(u32, RawStr<'_>)>)> {
                 chunk.system_fingerprint = s.opt_string()?.map(RawStr::decode);
             }
             "choices" => s.array(|s| {
-                let (choice, content) = skim_choice(s)?;
-                text = content.map(|c| (choice.index, c));
+                let (choice, varying) = skim_choice(s)?;
+                text = varying.map(|(v, raw)| (choice.index, v, raw));
                 chunk.choices.push(choice);
                 Ok(())
             })?,
@@ -644,8 +665,8 @@ const CHUNK_FIELDS: [&str; 6] = [
     "error",
 ];
 
-/// A choice, and its delta's raw `content`.
-fn skim_choice<'a>(s: &mut Skim<'a>) -> Skimmed<(ChunkChoice<'a>, Option<RawStr<'a>>)> {
+/// A choice, and the string its delta may vary.
+fn skim_choice<'a>(s: &mut Skim<'a>) -> Skimmed<(ChunkChoice<'a>, Option<(Varying, RawStr<'a>)>)> {
     let mut choice = ChunkChoice {
         index: 0,
         delta: None,
@@ -669,42 +690,106 @@ fn skim_choice<'a>(s: &mut Skim<'a>) -> Skimmed<(ChunkChoice<'a>, Option<RawStr<
     Ok((choice, text))
 }
 
-/// A delta, and its raw `content`.
-fn skim_delta<'a>(s: &mut Skim<'a>) -> Skimmed<(Delta<'a>, Option<RawStr<'a>>)> {
+/// Which string of a delta a [`Template`] varies: the text, or one tool call's arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Varying {
+    Text,
+    Arguments(usize),
+}
+
+/// A delta, and its raw `content` or last tool call's raw `arguments`.
+fn skim_delta<'a>(s: &mut Skim<'a>) -> Skimmed<(Delta<'a>, Option<(Varying, RawStr<'a>)>)> {
     let mut delta = Delta::default();
-    let mut text = None;
+    let mut varying = None;
     let mut seen = Seen::default();
     s.object(|s, key| {
         let slot = match seen.first(key, &["role", "content", "refusal", "tool_calls"])? {
             "role" => &mut delta.role,
             "content" => {
-                text = s.opt_string()?;
+                let text = s.opt_string()?;
+                varying = text.map(|t| (Varying::Text, t));
                 delta.content = text.map(RawStr::decode);
                 return Ok(());
             }
             "refusal" => &mut delta.refusal,
-            "tool_calls" => return Err(Bail),
+            "tool_calls" => {
+                return s.array(|s| {
+                    let (call, arguments) = skim_tool_call(s)?;
+                    varying = arguments.map(|a| (Varying::Arguments(call.index), a));
+                    delta.tool_calls.push(call);
+                    Ok(())
+                });
+            }
             _ => return s.skip_value(),
         };
         *slot = s.opt_string()?.map(RawStr::decode);
         Ok(())
     })?;
-    Ok((delta, text))
+    Ok((delta, varying))
 }
 
-/// A chunk whose only news is text for one choice: the shape [`Template`] repeats.
-fn is_plain_text_delta(chunk: &Chunk<'_>) -> bool {
-    match chunk.choices.as_slice() {
-        [choice] => {
-            choice.finish_reason.is_none()
-                && choice.delta.as_ref().is_some_and(|d| {
-                    d.role.is_none() && d.refusal.is_none() && d.tool_calls.is_empty()
-                })
-                && chunk.usage.is_none()
-                && chunk.error.is_none()
+/// A tool call delta, and its raw `arguments`.
+fn skim_tool_call<'a>(s: &mut Skim<'a>) -> Skimmed<(ToolCallDelta<'a>, Option<RawStr<'a>>)> {
+    let mut call = ToolCallDelta {
+        index: 0,
+        id: None,
+        function: None,
+    };
+    let mut arguments = None;
+    let mut seen = Seen::default();
+    s.object(|s, key| {
+        match seen.first(key, &["index", "id", "function"])? {
+            "index" => call.index = s.u32()? as usize,
+            "id" => call.id = s.opt_string()?.map(RawStr::decode),
+            "function" if s.null()? => (call.function, arguments) = (None, None),
+            "function" => {
+                let mut function = FunctionDelta {
+                    name: None,
+                    arguments: None,
+                };
+                let mut seen = Seen::default();
+                s.object(|s, key| {
+                    match seen.first(key, &["name", "arguments"])? {
+                        "name" => function.name = s.opt_string()?.map(RawStr::decode),
+                        "arguments" => {
+                            arguments = s.opt_string()?;
+                            function.arguments = arguments.map(RawStr::decode);
+                        }
+                        _ => s.skip_value()?,
+                    }
+                    Ok(())
+                })?;
+                call.function = Some(function);
+            }
+            _ => s.skip_value()?,
+        }
+        Ok(())
+    })?;
+    Ok((call, arguments))
+}
+
+/// Whether a chunk's only news is one string for one choice, text or one tool call's
+/// arguments: the shape [`Template`] repeats.
+fn is_plain_delta(chunk: &Chunk<'_>, varying: Varying) -> bool {
+    let [choice] = chunk.choices.as_slice() else {
+        return false;
+    };
+    let plain = |d: &Delta<'_>| match (varying, d.tool_calls.as_slice()) {
+        (Varying::Text, []) => true,
+        (Varying::Arguments(_), [call]) => {
+            d.content.is_none()
+                && call.id.is_none()
+                && call.function.as_ref().is_some_and(|f| f.name.is_none())
         }
         _ => false,
-    }
+    };
+    choice.finish_reason.is_none()
+        && choice
+            .delta
+            .as_ref()
+            .is_some_and(|d| d.role.is_none() && d.refusal.is_none() && plain(d))
+        && chunk.usage.is_none()
+        && chunk.error.is_none()
 }
 
 fn output_if(output: bool) -> ChunkEffect {
@@ -868,6 +953,36 @@ mod tests {
                 r#"{"content":"x","tool_calls":[{"index":0,"id":"t","function":{"name":"f","arguments":"{}"}}]}"#,
                 "null",
             ),
+            choice(
+                0,
+                r#"{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}"#,
+                "null",
+            ),
+            choice(
+                0,
+                r#"{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\""}}]}"#,
+                "null",
+            ),
+            choice(
+                0,
+                r#"{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]}"#,
+                "null",
+            ),
+            choice(
+                0,
+                r#"{"tool_calls":[{"index":1,"function":{"arguments":"x"}}]}"#,
+                "null",
+            ),
+            choice(
+                0,
+                r#"{"tool_calls":[{"index":1,"function":{"arguments":"z"}}]}"#,
+                "null",
+            ),
+            choice(
+                0,
+                r#"{"tool_calls":[{"index":0,"function":{"arguments":"y","name":"g"}}]}"#,
+                "null",
+            ),
             choice(0, r#"{"content":"fin"}"#, r#""stop""#),
             format!(
                 r#"{head}],"usage":{{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}}}"#
@@ -879,12 +994,13 @@ mod tests {
         streams.push(made_up.into_bytes());
         // Each event of the made-up stream with one byte changed, at every position, after a
         // template-setting event.
-        for event in &events[1..4] {
+        let mutated = [(1, 1), (1, 2), (1, 3), (14, 14), (14, 15), (16, 17)];
+        for (first, event) in mutated.map(|(first, at)| (&events[first], &events[at])) {
             for at in 0..event.len() {
                 for byte in [b'"', b'\\', b'x', b'}', 0x01, 0xff] {
                     let mut changed = event.clone().into_bytes();
                     changed[at] = byte;
-                    let mut stream = format!("data: {}\n\n", events[1]).into_bytes();
+                    let mut stream = format!("data: {first}\n\n").into_bytes();
                     stream.extend_from_slice(b"data: ");
                     stream.extend_from_slice(&changed);
                     stream.extend_from_slice(b"\n\n");
