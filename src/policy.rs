@@ -58,12 +58,13 @@ pub fn finalize(
     if metadata_only || omit.response {
         drop_output(record);
     }
-    config.redact.redact_record(record);
+    // Redaction and the per-field cap in one walk: a field far over the cap is cut before it
+    // is redacted (see `Trim::redact_record`).
     Trim {
         max_field_bytes: config.max_field_bytes,
         ..Trim::default()
     }
-    .record(record);
+    .redact_record(&config.redact, record);
     trim::cap_record(record, config.max_record_bytes);
     true
 }

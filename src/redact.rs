@@ -2,8 +2,11 @@
 //!
 //! A [`Redactor`] combines built-in scanners ([`Builtin`]: e-mail addresses, card numbers, bearer
 //! tokens, API keys, JWTs, IPv4 addresses), operator literals and operator regular expressions.
-//! Built-ins are hand-written byte scanners: each looks for a cheap trigger byte first (`@` for
-//! e-mail, a digit for cards, …), so text without candidates costs one pass and no allocation.
+//! Built-ins are hand-written byte scanners behind word-at-a-time prefilters (see `scan`): the
+//! token rules only look at long runs of printable ASCII, e-mail at `@` signs, cards and IPv4
+//! at long runs of digits, so ordinary text costs one quick pass per group and no allocation.
+//! Literals are searched for through their rarest byte, and a pattern whose matches all start
+//! with a fixed string only runs on text that contains it (see `literal`).
 //!
 //! Matches of all rules are merged (overlaps become one span) and each span is replaced by the
 //! configured replacement, where `{kind}` names the rule (`[REDACTED:email]`). Replacing can
@@ -13,11 +16,19 @@
 //! This module also owns the walk over a record's strings ([`for_each_text`]) shared with
 //! [`crate::trim`], and the JSON-preserving rewrite both use for JSON text. No host calls.
 
+mod literal;
+mod scan;
+mod swar;
+
 use crate::config::ConfigError;
 use crate::record::{Message, Part, TraceRecord};
+use literal::{Literal, Pattern};
+use scan::run_end;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::fmt;
+
+pub(crate) use scan::is_token_byte;
 
 /// Operator literals accepted at most.
 pub const MAX_LITERALS: usize = 256;
@@ -38,6 +49,21 @@ pub const DEFAULT_REPLACEMENT: &str = "[REDACTED]";
 const PATTERN_SIZE_LIMIT: usize = 256 * 1024;
 const CONFIG_KEYS: &[&str] = &["builtin", "literals", "patterns", "replacement"];
 const DEFAULT_BUILTINS: [Builtin; 3] = [Builtin::BearerToken, Builtin::ApiKey, Builtin::Jwt];
+
+/// How far the built-ins look ahead of the start of a bounded match: an e-mail address is at
+/// most 64 + 1 + 253 bytes and its last domain label is read whole (up to 63 bytes), a card
+/// number at most 19 digits and 18 separators, a dotted quad 15 bytes, each with a byte or two
+/// of context. The token rules' matches are unbounded; a cut never splits them (see
+/// [`is_token_byte`]).
+const BUILTIN_REACH: usize = 512;
+/// The reach assumed of an operator pattern. A regular expression can match arbitrarily far
+/// (`secret.*`), so no margin is exact: a match that starts before a cut and is longer than
+/// this may be cut short, or missed where the pattern needs what follows it (`$`, `\b`, an
+/// alternative that only a longer text satisfies). Operator patterns describe identifiers and
+/// keys of tens of bytes; 4 KiB, four times the longest pattern source, covers any match of a
+/// pattern without unbounded repetition written within [`MAX_PATTERN_BYTES`] with room to
+/// spare, at the cost of redacting 4 KiB per pass more of a field that is cut.
+const PATTERN_REACH: usize = 4 * 1024;
 
 /// A built-in detection rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,20 +110,6 @@ impl Builtin {
     pub fn from_name(name: &str) -> Option<Builtin> {
         Builtin::ALL.into_iter().find(|b| b.name() == name)
     }
-
-    fn scan(self, text: &[u8], out: &mut Vec<Span>) {
-        let before = out.len();
-        let mut push = |start, end| out.push(Span::new(start, end, Rule::Builtin(self)));
-        match self {
-            Builtin::Email => scan_emails(text, &mut push),
-            Builtin::CardNumber => scan_cards(text, &mut push),
-            Builtin::BearerToken => scan_bearer(text, &mut push),
-            Builtin::ApiKey => scan_api_keys(text, &mut push),
-            Builtin::Jwt => scan_jwts(text, &mut push),
-            Builtin::Ipv4 => scan_ipv4(text, &mut push),
-        }
-        debug_assert!(out[before..].iter().all(|s| s.start < s.end));
-    }
 }
 
 /// Which rule produced a match.
@@ -125,12 +137,19 @@ struct Span {
     start: usize,
     end: usize,
     rule: Rule,
+    /// Which rule names a span two rules both match exactly: the configured built-ins in
+    /// their order, then literals, then patterns.
+    rank: usize,
 }
 
-impl Span {
-    fn new(start: usize, end: usize, rule: Rule) -> Span {
-        Span { start, end, rule }
-    }
+/// What redacting one string did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Redacted {
+    /// Spans replaced, over every pass.
+    pub spans: usize,
+    /// Bytes by which replacements were shorter than what they replaced, summed over every
+    /// pass (longer replacements count 0): no prefix of the text shrank by more.
+    pub shrunk: usize,
 }
 
 /// Replaces secrets and personal data in text. Build one per configuration with
@@ -139,8 +158,9 @@ impl Span {
 #[derive(Clone)]
 pub struct Redactor {
     builtins: Vec<Builtin>,
-    literals: Vec<String>,
-    patterns: Vec<regex_lite::Regex>,
+    enabled: scan::Enabled,
+    literals: Vec<Literal>,
+    patterns: Vec<Pattern>,
     replacement: String,
 }
 
@@ -148,6 +168,7 @@ impl Default for Redactor {
     fn default() -> Redactor {
         Redactor {
             builtins: DEFAULT_BUILTINS.to_vec(),
+            enabled: scan::Enabled::of(&DEFAULT_BUILTINS),
             literals: Vec::new(),
             patterns: Vec::new(),
             replacement: DEFAULT_REPLACEMENT.to_string(),
@@ -196,8 +217,10 @@ impl Redactor {
                 path: format!("redact.{key}"),
             });
         }
+        let builtins = parse_builtins(map)?;
         let redactor = Redactor {
-            builtins: parse_builtins(map)?,
+            enabled: scan::Enabled::of(&builtins),
+            builtins,
             literals: parse_literals(map)?,
             patterns: parse_patterns(map)?,
             replacement: parse_replacement(map)?,
@@ -218,12 +241,17 @@ impl Redactor {
 
     /// Redacts `text` in place and returns how many spans were replaced.
     pub fn redact_in_place(&self, text: &mut String) -> usize {
+        self.redact_measured(text).spans
+    }
+
+    /// Redacts `text` in place and reports what that did.
+    pub(crate) fn redact_measured(&self, text: &mut String) -> Redacted {
         match self.redact_counted(text) {
-            Some((redacted, count)) => {
+            Some((redacted, outcome)) => {
                 *text = redacted;
-                count
+                outcome
             }
-            None => 0,
+            None => Redacted::default(),
         }
     }
 
@@ -247,14 +275,36 @@ impl Redactor {
         count
     }
 
+    /// Bytes past the end of a kept prefix that redacting must also see so that the prefix is
+    /// redacted as in the whole text: what a bounded rule reads ahead of a match's start (the
+    /// built-ins', the longest literal, [`PATTERN_REACH`] for patterns), for each pass. Token
+    /// rules and base64 runs are unbounded; a cut must not split them (see
+    /// [`is_token_byte`]).
+    pub(crate) fn cut_margin(&self) -> usize {
+        let literal = self.literals.iter().map(Literal::len).max().unwrap_or(0);
+        let pattern = if self.patterns.is_empty() {
+            0
+        } else {
+            PATTERN_REACH
+        };
+        MAX_PASSES * BUILTIN_REACH.max(literal).max(pattern)
+    }
+
+    /// Whether a rule whose matches are unbounded runs of token bytes is on.
+    pub(crate) fn has_token_rules(&self) -> bool {
+        self.enabled.tokens()
+    }
+
     /// JSON text: string values (not object keys) are redacted after decoding and re-encoded;
     /// a number that matches (a card number) becomes a JSON string. Text that does not parse
     /// as JSON is redacted as plain text.
     fn redact_json(&self, text: &mut String) -> usize {
         // Without escapes, every string value is a substring of the text bounded by quotes,
         // which the built-ins and literals treat like the ends of a string: no match in the
-        // whole text means none in any value. Patterns may be anchored, so they always decode.
-        if self.patterns.is_empty() && !text.contains('\\') && !self.matches(text) {
+        // whole text means none in any value. Patterns may be anchored, so they are run on
+        // the values, unless their fixed prefix is nowhere in the text.
+        let patterns_ruled_out = self.patterns.iter().all(|p| p.ruled_out(text));
+        if patterns_ruled_out && !text.contains('\\') && !self.matches_unanchored(text) {
             return 0;
         }
         if !is_json(text) {
@@ -262,31 +312,30 @@ impl Redactor {
         }
         let mut count = 0;
         rewrite_json(text, |_, value| {
-            let (redacted, n) = self.redact_counted(value)?;
-            count += n;
+            let (redacted, outcome) = self.redact_counted(value)?;
+            count += outcome.spans;
             Some(redacted)
         });
         count
     }
 
-    fn redact_counted(&self, text: &str) -> Option<(String, usize)> {
+    fn redact_counted(&self, text: &str) -> Option<(String, Redacted)> {
         let mut spans = Vec::new();
         self.find(text, &mut spans);
         if spans.is_empty() {
             return None;
         }
-        let mut count = spans.len();
-        let mut out = self.replace(text, &spans);
+        let mut outcome = Redacted::default();
+        let mut out = self.replace(text, &spans, &mut outcome);
         for _ in 1..MAX_PASSES {
             spans.clear();
             self.find(&out, &mut spans);
             if spans.is_empty() {
                 break;
             }
-            count += spans.len();
-            out = self.replace(&out, &spans);
+            out = self.replace(&out, &spans, &mut outcome);
         }
-        Some((out, count))
+        Some((out, outcome))
     }
 
     fn matches(&self, text: &str) -> bool {
@@ -295,37 +344,71 @@ impl Redactor {
         !spans.is_empty()
     }
 
+    /// Whether a built-in or a literal matches in `text`.
+    fn matches_unanchored(&self, text: &str) -> bool {
+        let mut spans = Vec::new();
+        self.find_unanchored(text, &mut spans);
+        !spans.is_empty()
+    }
+
     /// All matches of all rules, merged: sorted, non-overlapping, non-empty.
     fn find(&self, text: &str, spans: &mut Vec<Span>) {
-        for builtin in &self.builtins {
-            builtin.scan(text.as_bytes(), spans);
-        }
-        for literal in &self.literals {
-            spans.extend(
-                text.match_indices(literal.as_str())
-                    .map(|(at, m)| Span::new(at, at + m.len(), Rule::Literal)),
-            );
-        }
+        self.find_unanchored(text, spans);
+        let rank = self.builtins.len() + 1;
         for pattern in &self.patterns {
-            spans.extend(
-                pattern
-                    .find_iter(text)
-                    .filter(|m| !m.is_empty())
-                    .map(|m| Span::new(m.start(), m.end(), Rule::Pattern)),
-            );
+            pattern.each(text, |start, end| {
+                spans.push(Span {
+                    start,
+                    end,
+                    rule: Rule::Pattern,
+                    rank,
+                });
+            });
         }
         merge(spans);
     }
 
-    fn replace(&self, text: &str, spans: &[Span]) -> String {
+    /// The matches of the built-ins and literals, unsorted.
+    fn find_unanchored(&self, text: &str, spans: &mut Vec<Span>) {
+        let bytes = text.as_bytes();
+        if !self.builtins.is_empty() {
+            let rank = |b: Builtin| self.builtins.iter().position(|&x| x == b).unwrap_or(0);
+            scan::scan(bytes, self.enabled, &mut |builtin, start, end| {
+                debug_assert!(start < end);
+                spans.push(Span {
+                    start,
+                    end,
+                    rule: Rule::Builtin(builtin),
+                    rank: rank(builtin),
+                });
+            });
+        }
+        let rank = self.builtins.len();
+        for literal in &self.literals {
+            literal.each(bytes, |start, end| {
+                spans.push(Span {
+                    start,
+                    end,
+                    rule: Rule::Literal,
+                    rank,
+                });
+            });
+        }
+    }
+
+    fn replace(&self, text: &str, spans: &[Span], outcome: &mut Redacted) -> String {
         let mut out = String::with_capacity(text.len());
         let mut copied = 0;
         for span in spans {
             out.push_str(text.get(copied..span.start).unwrap_or_default());
+            let before = out.len();
             self.render(span.rule, &mut out);
+            let rendered = out.len() - before;
+            outcome.shrunk += (span.end - span.start).saturating_sub(rendered);
             copied = span.end;
         }
         out.push_str(text.get(copied..).unwrap_or_default());
+        outcome.spans += spans.len();
         out
     }
 
@@ -361,16 +444,16 @@ impl Redactor {
 
 /// Sorts spans and merges overlapping ones; a merged span keeps the rule of its first part.
 fn merge(spans: &mut Vec<Span>) {
-    // Stable: of two rules matching the same span, the one found first names it.
-    spans.sort_by_key(|s| (s.start, std::cmp::Reverse(s.end)));
-    let mut merged: Vec<Span> = Vec::with_capacity(spans.len());
-    for span in spans.drain(..) {
-        match merged.last_mut() {
-            Some(last) if span.start < last.end => last.end = last.end.max(span.end),
-            _ => merged.push(span),
+    // Of two rules matching the same span, the one configured first names it.
+    spans.sort_unstable_by_key(|s| (s.start, std::cmp::Reverse(s.end), s.rank));
+    // `dedup_by` hands each span with the last one kept, and drops it when told to.
+    spans.dedup_by(|next, kept| {
+        let overlaps = next.start < kept.end;
+        if overlaps {
+            kept.end = kept.end.max(next.end);
         }
-    }
-    *spans = merged;
+        overlaps
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -443,21 +526,21 @@ fn parse_builtins(map: &Map<String, Value>) -> Result<Vec<Builtin>, ConfigError>
     Ok(builtins)
 }
 
-fn parse_literals(map: &Map<String, Value>) -> Result<Vec<String>, ConfigError> {
+fn parse_literals(map: &Map<String, Value>) -> Result<Vec<Literal>, ConfigError> {
     let literals = string_items(map, "literals", MAX_LITERAL_BYTES)?.unwrap_or_default();
     if literals.len() > MAX_LITERALS {
         return Err(too_many("literals"));
     }
-    let mut unique: Vec<String> = Vec::with_capacity(literals.len());
+    let mut unique: Vec<Literal> = Vec::with_capacity(literals.len());
     for literal in literals {
-        if !unique.iter().any(|u| u == literal) {
-            unique.push(literal.to_string());
+        if !unique.iter().any(|u| u.as_str() == literal) {
+            unique.push(Literal::new(literal));
         }
     }
     Ok(unique)
 }
 
-fn parse_patterns(map: &Map<String, Value>) -> Result<Vec<regex_lite::Regex>, ConfigError> {
+fn parse_patterns(map: &Map<String, Value>) -> Result<Vec<Pattern>, ConfigError> {
     let sources = string_items(map, "patterns", MAX_PATTERN_BYTES)?.unwrap_or_default();
     if sources.len() > MAX_PATTERNS {
         return Err(too_many("patterns"));
@@ -475,7 +558,7 @@ fn parse_patterns(map: &Map<String, Value>) -> Result<Vec<regex_lite::Regex>, Co
         if pattern.is_match("") {
             return Err(invalid("matches the empty string"));
         }
-        patterns.push(pattern);
+        patterns.push(Pattern::new(pattern, source));
     }
     Ok(patterns)
 }
@@ -493,387 +576,6 @@ fn parse_replacement(map: &Map<String, Value>) -> Result<String, ConfigError> {
             expected: "a string",
         }),
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Built-in scanners. Each takes the text's bytes and reports `(start, end)` of each match.
-// ---------------------------------------------------------------------------------------------
-
-/// `[A-Za-z0-9_]`.
-fn is_word(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
-}
-
-/// `[A-Za-z0-9_-]`: API-key tails and base64url.
-fn is_key_char(b: u8) -> bool {
-    is_word(b) || b == b'-'
-}
-
-/// Whether the byte before `at` (if any) satisfies `pred`.
-fn before(text: &[u8], at: usize, pred: impl Fn(u8) -> bool) -> bool {
-    at.checked_sub(1)
-        .and_then(|i| text.get(i))
-        .is_some_and(|&b| pred(b))
-}
-
-/// End of the run of bytes satisfying `pred` from `from`.
-fn run_end(text: &[u8], from: usize, pred: impl Fn(u8) -> bool) -> usize {
-    from + text
-        .get(from..)
-        .unwrap_or_default()
-        .iter()
-        .take_while(|&&b| pred(b))
-        .count()
-}
-
-/// Secrets look random: a digit, or both cases. Words (`sk-learn-tutorial`) do not.
-fn looks_random(token: &[u8]) -> bool {
-    let digit = token.iter().any(u8::is_ascii_digit);
-    let lower = token.iter().any(u8::is_ascii_lowercase);
-    let upper = token.iter().skip(1).any(u8::is_ascii_uppercase);
-    digit || (lower && upper)
-}
-
-/// Positions of the bytes satisfying `pred`.
-fn positions(text: &[u8], pred: fn(u8) -> bool) -> impl Iterator<Item = usize> + '_ {
-    text.iter()
-        .enumerate()
-        .filter(move |(_, &b)| pred(b))
-        .map(|(i, _)| i)
-}
-
-fn is_email_local(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-')
-}
-
-fn is_domain_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-')
-}
-
-/// Characters of a URL's userinfo (`user:pass`), which end where `scheme://` is.
-fn is_userinfo_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:".contains(&b)
-}
-
-fn scan_emails(text: &[u8], push: &mut impl FnMut(usize, usize)) {
-    let mut resume = 0;
-    for at in positions(text, |b| b == b'@') {
-        if at < resume {
-            continue;
-        }
-        let Some(start) = email_local_start(text, at) else {
-            continue;
-        };
-        if let Some(end) = email_domain_end(text, at + 1) {
-            push(start, end);
-            resume = end;
-        }
-    }
-}
-
-/// Start of the local part ending before the `@` at `at`, when it is one (1–64 characters,
-/// not starting or ending with a dot, not a URL's login).
-fn email_local_start(text: &[u8], at: usize) -> Option<usize> {
-    let mut start = at;
-    while before(text, start, is_email_local) {
-        start -= 1;
-    }
-    while text.get(start) == Some(&b'.') {
-        start += 1;
-    }
-    let len = at.saturating_sub(start);
-    if len == 0 || len > 64 || before(text, at, |b| b == b'.') {
-        return None;
-    }
-    let mut login = start;
-    while before(text, login, is_userinfo_char) {
-        login -= 1;
-    }
-    let in_url = login >= 3 && text.get(login - 3..login) == Some(b"://".as_slice());
-    (!in_url).then_some(start)
-}
-
-/// End of the domain starting at `from`: at least two valid labels, the last alphabetic and
-/// two or more letters long. A trailing dot (end of sentence) is left out.
-fn email_domain_end(text: &[u8], from: usize) -> Option<usize> {
-    let run = text.get(from..run_end(text, from, is_domain_char))?;
-    let mut best = None;
-    let mut offset = 0;
-    for (n, label) in run.split(|&b| b == b'.').enumerate() {
-        let valid = !label.is_empty()
-            && label.len() <= 63
-            && label.first() != Some(&b'-')
-            && label.last() != Some(&b'-');
-        if !valid || offset + label.len() > 253 {
-            break;
-        }
-        offset += label.len();
-        if n >= 1 && label.len() >= 2 && label.iter().all(u8::is_ascii_alphabetic) {
-            best = Some(from + offset);
-        }
-        offset += 1;
-    }
-    best
-}
-
-fn scan_cards(text: &[u8], push: &mut impl FnMut(usize, usize)) {
-    let mut i = 0;
-    while let Some(off) = text
-        .get(i..)
-        .and_then(|t| t.iter().position(u8::is_ascii_digit))
-    {
-        let first = i + off;
-        let mut group = first;
-        loop {
-            let after = match card_window(text, group, group == first) {
-                Some(end) => {
-                    push(group, end);
-                    end
-                }
-                None => run_end(text, group, |b| b.is_ascii_digit()),
-            };
-            match next_digit_group(text, after) {
-                Some(next) => group = next,
-                None => {
-                    i = after;
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// The next digit group after a group ending at `end`, when a single space or dash joins them.
-fn next_digit_group(text: &[u8], end: usize) -> Option<usize> {
-    let joined = matches!(text.get(end), Some(b' ' | b'-'))
-        && text.get(end + 1).is_some_and(u8::is_ascii_digit);
-    joined.then_some(end + 1)
-}
-
-/// End of the longest card number starting at the digit group at `start`: whole groups,
-/// 13–19 digits, either one group or groups of 3–6 digits, Luhn-valid, not glued to letters.
-fn card_window(text: &[u8], start: usize, opens_sequence: bool) -> Option<usize> {
-    if opens_sequence && before(text, start, is_word) {
-        return None;
-    }
-    if !matches!(text.get(start), Some(b'2'..=b'6')) {
-        return None;
-    }
-    let mut digits = [0u8; 19];
-    let (mut count, mut groups, mut all_short) = (0usize, 0usize, true);
-    let mut best = None;
-    let mut at = start;
-    loop {
-        let end = run_end(text, at, |b| b.is_ascii_digit());
-        let group = text.get(at..end).unwrap_or_default();
-        let Some(slots) = digits.get_mut(count..count + group.len()) else {
-            return best;
-        };
-        for (slot, b) in slots.iter_mut().zip(group) {
-            *slot = b - b'0';
-        }
-        count += group.len();
-        groups += 1;
-        all_short &= (3..=6).contains(&group.len());
-        let clean_end = !text.get(end).is_some_and(|&b| is_word(b));
-        if count >= 13 && (groups == 1 || all_short) && clean_end && luhn(&digits[..count]) {
-            best = Some(end);
-        }
-        match next_digit_group(text, end) {
-            Some(next) => at = next,
-            None => return best,
-        }
-    }
-}
-
-/// The Luhn checksum over digit values (0–9).
-fn luhn(digits: &[u8]) -> bool {
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            let d = u32::from(d);
-            match (i % 2 == 1, d * 2) {
-                (false, _) => d,
-                (true, doubled) if doubled > 9 => doubled - 9,
-                (true, doubled) => doubled,
-            }
-        })
-        .sum();
-    sum % 10 == 0
-}
-
-fn is_token68(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~+/".contains(&b)
-}
-
-fn scan_bearer(text: &[u8], push: &mut impl FnMut(usize, usize)) {
-    let mut resume = 0;
-    for at in positions(text, |b| b == b'b' || b == b'B') {
-        if at < resume || before(text, at, is_word) {
-            continue;
-        }
-        let is_word_bearer = text
-            .get(at..at + 6)
-            .is_some_and(|w| w.eq_ignore_ascii_case(b"bearer"));
-        if !is_word_bearer {
-            continue;
-        }
-        let token = run_end(text, at + 6, |b| b == b' ' || b == b'\t');
-        if token == at + 6 {
-            continue;
-        }
-        let body = run_end(text, token, is_token68);
-        let end = run_end(text, body, |b| b == b'=');
-        let Some(secret) = text.get(token..body) else {
-            continue;
-        };
-        if secret.len() >= 8 && looks_random(secret) {
-            push(token, end);
-            resume = end;
-        }
-    }
-}
-
-/// Key prefixes followed by at least 16 key characters; longer prefixes first.
-const KEY_PREFIXES: [&[u8]; 11] = [
-    b"sk-proj-",
-    b"sk-ant-",
-    b"sk-lf-",
-    b"pk-lf-",
-    b"github_pat_",
-    b"ghp_",
-    b"gho_",
-    b"xoxb-",
-    b"xoxp-",
-    b"hf_",
-    b"sk-",
-];
-
-fn scan_api_keys(text: &[u8], push: &mut impl FnMut(usize, usize)) {
-    let mut resume = 0;
-    let trigger = |b| matches!(b, b's' | b'p' | b'g' | b'x' | b'h' | b'A');
-    for at in positions(text, trigger) {
-        if at < resume || before(text, at, is_key_char) {
-            continue;
-        }
-        if let Some(end) = api_key_end(text, at) {
-            push(at, end);
-            resume = end;
-        }
-    }
-}
-
-/// End of the API key starting at `at`, if one does.
-fn api_key_end(text: &[u8], at: usize) -> Option<usize> {
-    let rest = text.get(at..)?;
-    // Most words start with a trigger letter but no key prefix: reject them on two bytes
-    // before measuring the word.
-    if !matches!(
-        rest.get(..2),
-        Some(b"sk" | b"pk" | b"gh" | b"gi" | b"xo" | b"hf" | b"AK" | b"AI")
-    ) {
-        return None;
-    }
-    let end = run_end(text, at, is_key_char);
-    let fixed = |prefix: &[u8], tail: usize, class: fn(u8) -> bool| {
-        let body = rest.get(prefix.len()..prefix.len() + tail)?;
-        let exact = rest.starts_with(prefix)
-            && body.iter().all(|&b| class(b))
-            && end == at + prefix.len() + tail;
-        exact.then_some(end)
-    };
-    if rest.starts_with(b"AKIA") {
-        return fixed(b"AKIA", 16, |b| {
-            b.is_ascii_uppercase() || b.is_ascii_digit()
-        });
-    }
-    if rest.starts_with(b"AIza") {
-        return fixed(b"AIza", 35, is_key_char);
-    }
-    KEY_PREFIXES.iter().find_map(|prefix| {
-        let tail = text.get(at + prefix.len()..end)?;
-        let key = rest.starts_with(prefix) && tail.len() >= 16 && looks_random(tail);
-        key.then_some(end)
-    })
-}
-
-fn scan_jwts(text: &[u8], push: &mut impl FnMut(usize, usize)) {
-    let mut resume = 0;
-    for at in positions(text, |b| b == b'e') {
-        if at < resume || before(text, at, |b| is_key_char(b) || b == b'.') {
-            continue;
-        }
-        if text.get(at..at + 3) != Some(b"eyJ".as_slice()) {
-            continue;
-        }
-        if let Some(end) = jwt_end(text, at) {
-            push(at, end);
-            resume = end;
-        }
-    }
-}
-
-/// End of a JWT (or JWE) at `at`: a header of 10+ characters, a payload of 2+, then a
-/// possibly empty signature and any further segments.
-fn jwt_end(text: &[u8], at: usize) -> Option<usize> {
-    let header = run_end(text, at, is_key_char);
-    if header - at < 10 || text.get(header) != Some(&b'.') {
-        return None;
-    }
-    let payload = run_end(text, header + 1, is_key_char);
-    if payload - (header + 1) < 2 || text.get(payload) != Some(&b'.') {
-        return None;
-    }
-    let mut end = run_end(text, payload + 1, is_key_char);
-    while text.get(end) == Some(&b'.') && text.get(end + 1).is_some_and(|&b| is_key_char(b)) {
-        end = run_end(text, end + 1, is_key_char);
-    }
-    Some(end)
-}
-
-fn scan_ipv4(text: &[u8], push: &mut impl FnMut(usize, usize)) {
-    let mut i = 0;
-    while let Some(off) = text
-        .get(i..)
-        .and_then(|t| t.iter().position(u8::is_ascii_digit))
-    {
-        let start = i + off;
-        let run = run_end(text, start, |b| b.is_ascii_digit() || b == b'.');
-        let clean_start = !before(text, start, |b| is_word(b) || b == b'.');
-        if let Some(end) = ipv4_end(text, start).filter(|_| clean_start) {
-            push(start, end);
-        }
-        i = run.max(start + 1);
-    }
-}
-
-/// End of a dotted quad at `start` (octets 0–255 without leading zeros) that is not part of
-/// a longer dotted number or word.
-fn ipv4_end(text: &[u8], start: usize) -> Option<usize> {
-    let mut at = start;
-    for octet in 0..4 {
-        if octet > 0 {
-            if text.get(at) != Some(&b'.') {
-                return None;
-            }
-            at += 1;
-        }
-        let end = run_end(text, at, |b| b.is_ascii_digit());
-        let digits = text.get(at..end)?;
-        let value = digits.iter().try_fold(0u32, |v, &d| {
-            (v < 256).then(|| v * 10 + u32::from(d - b'0'))
-        })?;
-        let leading_zero = digits.len() > 1 && digits.first() == Some(&b'0');
-        if digits.is_empty() || digits.len() > 3 || value > 255 || leading_zero {
-            return None;
-        }
-        at = end;
-    }
-    let glued = text.get(at).is_some_and(|&b| is_word(b))
-        || (text.get(at) == Some(&b'.') && text.get(at + 1).is_some_and(u8::is_ascii_digit));
-    (!glued).then_some(at)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1100,6 +802,7 @@ pub(crate) fn push_json_string(out: &mut String, s: &str) {
 
 #[cfg(test)]
 mod tests {
+    use super::scan::luhn;
     use super::*;
     use crate::record::{Choice, ErrorInfo};
     use proptest::prelude::*;

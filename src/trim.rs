@@ -11,13 +11,20 @@
 //! of the document's text followed by the truncation mark (a cut document would no longer
 //! parse, and a string tells a reader plainly that it is not the original structure).
 //!
+//! [`Trim::redact_record`] redacts and trims in one walk, cutting a plain field far over its cap
+//! before redacting it, at a point that splits no secret (see the `cut` module).
+//!
 //! Everything is linear in the text's length and never panics. No host calls.
+
+mod cut;
+mod runs;
 
 use crate::record::TraceRecord;
 use crate::redact::{
     for_each_text, is_json, json_escaped_len, message_text, push_json_string, rewrite_json,
-    JsonToken, TextKind,
+    JsonToken, Redactor, TextKind,
 };
+use runs::LongRuns;
 
 /// Default cap of one string, in bytes.
 pub const DEFAULT_MAX_FIELD_BYTES: usize = 32 * 1024;
@@ -73,9 +80,29 @@ impl Trim {
     /// marks the record `truncated` (replacing base64 alone does not). Returns whether
     /// anything changed.
     pub fn record(&self, record: &mut TraceRecord) -> bool {
+        self.each_field(record, |text, kind| self.apply(text, kind))
+    }
+
+    /// Redacts every string of `record` with `redactor`, then trims it: the same result as
+    /// [`Redactor::redact_record`] followed by [`Trim::record`], except that a plain field far
+    /// over the cap is cut before it is redacted (see the `cut` module), so that redaction reads
+    /// about `max_field_bytes` of it rather than all of it. The truncation mark of such a
+    /// field counts the bytes cut off as they were before redaction. Returns whether trimming
+    /// changed anything.
+    pub fn redact_record(&self, redactor: &Redactor, record: &mut TraceRecord) -> bool {
+        self.each_field(record, |text, kind| {
+            cut::redact_and_trim(self, redactor, text, kind)
+        })
+    }
+
+    fn each_field(
+        &self,
+        record: &mut TraceRecord,
+        mut apply: impl FnMut(&mut String, TextKind) -> Outcome,
+    ) -> bool {
         let (mut changed, mut cut) = (false, false);
         for_each_text(record, |text, kind| {
-            let outcome = self.apply(text, kind);
+            let outcome = apply(text, kind);
             changed |= outcome.base64 || outcome.cut;
             cut |= outcome.cut;
         });
@@ -87,12 +114,12 @@ impl Trim {
     fn base64(&self, text: &mut String, json: bool) -> bool {
         if json {
             return rewrite_json(text, |token, value| match token {
-                JsonToken::String => replace_base64(value, self.base64_min_run),
+                JsonToken::String => replace_base64(value, self.base64_min_run).map(|r| r.0),
                 JsonToken::Number => None,
             });
         }
         match replace_base64(text, self.base64_min_run) {
-            Some(replaced) => {
+            Some((replaced, _)) => {
                 *text = replaced;
                 true
             }
@@ -101,7 +128,17 @@ impl Trim {
     }
 
     fn apply(&self, text: &mut String, kind: TextKind) -> Outcome {
-        let base64_possible = self.base64_min_run > 0 && text.len() >= self.base64_min_run;
+        let mut base64_possible = self.base64_min_run > 0 && text.len() >= self.base64_min_run;
+        if kind == TextKind::Json && base64_possible {
+            // Escapes decode to at most as many bytes as they take, and only `\/` and
+            // `\uXXXX` (bytes of this class too) decode to base64 characters: a value with a
+            // long run has a long run of this class in the text. Ruling that out spares
+            // parsing the document.
+            let run = |b: u8| is_base64(b) || b == b'\\';
+            base64_possible = LongRuns::new(text.as_bytes(), self.base64_min_run, run)
+                .next()
+                .is_some();
+        }
         if !base64_possible && text.len() <= self.max_field_bytes {
             return Outcome::default();
         }
@@ -121,42 +158,38 @@ fn is_base64(b: u8) -> bool {
 }
 
 /// `text` with every run of at least `min_run` base64 (or base64url) characters, and its
-/// `=`/`==` padding, replaced by `[base64: N bytes]` (N: the bytes replaced). Runs without a
-/// letter or digit (a rule of dashes) are not base64. `None` when there is no such run.
-fn replace_base64(text: &str, min_run: usize) -> Option<String> {
+/// `=`/`==` padding, replaced by `[base64: N bytes]` (N: the bytes replaced), and how many
+/// bytes shorter that made it. Runs without a letter or digit (a rule of dashes) are not
+/// base64. `None` when there is no such run; the runs are found by skipping (see
+/// [`LongRuns`]), so text without any costs a few reads per `min_run` bytes.
+fn replace_base64(text: &str, min_run: usize) -> Option<(String, usize)> {
     if min_run == 0 || text.len() < min_run {
         return None;
     }
     let bytes = text.as_bytes();
     let mut out: Option<String> = None;
-    let (mut copied, mut i) = (0, 0);
-    while let Some(&b) = bytes.get(i) {
-        if !is_base64(b) {
-            i += 1;
+    let (mut copied, mut shrunk) = (0, 0);
+    for (start, run_end) in LongRuns::new(bytes, min_run, is_base64) {
+        let run = bytes.get(start..run_end).unwrap_or_default();
+        if !run.iter().any(u8::is_ascii_alphanumeric) {
             continue;
         }
-        let start = i;
-        let mut alphanumeric = false;
-        while let Some(&b) = bytes.get(i).filter(|&&b| is_base64(b)) {
-            alphanumeric |= b.is_ascii_alphanumeric();
-            i += 1;
-        }
-        let run = i - start;
+        let mut end = run_end;
         for _ in 0..2 {
-            if bytes.get(i) == Some(&b'=') {
-                i += 1;
+            if bytes.get(end) == Some(&b'=') {
+                end += 1;
             }
         }
-        if run >= min_run && alphanumeric {
-            let out = out.get_or_insert_with(|| String::with_capacity(text.len() / 2));
-            out.push_str(text.get(copied..start).unwrap_or_default());
-            out.push_str(&format!("[base64: {} bytes]", i - start));
-            copied = i;
-        }
+        let out = out.get_or_insert_with(|| String::with_capacity(text.len() / 2));
+        out.push_str(text.get(copied..start).unwrap_or_default());
+        let placeholder = format!("[base64: {} bytes]", end - start);
+        shrunk += (end - start).saturating_sub(placeholder.len());
+        out.push_str(&placeholder);
+        copied = end;
     }
     out.map(|mut out| {
         out.push_str(text.get(copied..).unwrap_or_default());
-        out
+        (out, shrunk)
     })
 }
 
@@ -193,6 +226,15 @@ fn prefix_within(text: &str, budget: usize, size: impl Fn(char) -> usize) -> usi
     text.len()
 }
 
+/// The largest char boundary of `text` at or below `at`.
+fn floor_char_boundary(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
 /// Cuts plain text longer than `max` to at most `max` bytes plus the mark. Text cut before
 /// is cut again from its unmarked part, and the new mark counts both cuts.
 fn cap_plain(text: &mut String, max: usize) -> bool {
@@ -203,7 +245,7 @@ fn cap_plain(text: &mut String, max: usize) -> bool {
     if earlier.is_some() && body <= max {
         return false;
     }
-    let keep = prefix_within(text.get(..body).unwrap_or_default(), max, char::len_utf8);
+    let keep = floor_char_boundary(text, max.min(body));
     let removed = (body - keep).saturating_add(earlier.unwrap_or(0));
     text.truncate(keep);
     push_mark(text, removed);
@@ -504,6 +546,35 @@ mod tests {
             r#"{"img": "[base64: 1100 bytes]"#,
             "text that is not JSON is plain text"
         );
+    }
+
+    #[test]
+    fn escaped_base64_in_json_is_still_found() {
+        // The raw text has no run of 1024 base64 characters (`\/` and `\u0041` break them),
+        // the decoded value has one: the prefilter counts escapes as run bytes.
+        let chunk = format!("{}\\/{}\\u0041", "Q".repeat(300), "R".repeat(300));
+        let doc = format!(r#"{{"img": "{chunk}{chunk}"}}"#);
+        let out = trimmed(trim(usize::MAX, 1024), &doc, TextKind::Json);
+        assert_eq!(out, r#"{"img": "[base64: 1204 bytes]"}"#);
+        // Short runs between escapes that decode to other characters stay.
+        let prose = format!(r#"{{"t": "{}"}}"#, "word\\n".repeat(400));
+        assert_eq!(
+            trimmed(trim(usize::MAX, 1024), &prose, TextKind::Json),
+            prose
+        );
+    }
+
+    #[test]
+    fn skipping_scan_finds_runs_anywhere() {
+        let t = trim(usize::MAX, 64);
+        for pad in 0..70 {
+            let run = "Zm9v".repeat(16);
+            let mut text = format!("{} {run} é", "ab ".repeat(pad));
+            assert!(t.field(&mut text), "pad {pad}");
+            assert_eq!(text, format!("{} [base64: 64 bytes] é", "ab ".repeat(pad)));
+        }
+        let mut short = format!("{} {}", "Zm9v".repeat(15), "abc");
+        assert!(!t.field(&mut short));
     }
 
     fn message(role: &str, text: String) -> Message {

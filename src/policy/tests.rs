@@ -178,3 +178,26 @@ fn sampling_rate_holds_statistically() {
     let share = kept as f64 / n as f64;
     assert!((share - 0.25).abs() < 5.0 * 0.0031, "{share}");
 }
+
+#[test]
+fn large_fields_are_cut_before_redaction_without_leaking_a_cut_secret() {
+    // A key that starts just before the 1 KiB cap of a 200 KB message: the message is cut
+    // before it is redacted, and the key is still redacted whole, not kept in part.
+    let c = config(r#"{"max_field_bytes":1024}"#);
+    let key = concat!("sk-", "proj-", "Ab3dEf6hIj9kLm2nOp5qRs8t");
+    let head = "word ".repeat(203);
+    let text = format!("{head}{key} {}", "more text ".repeat(20_000));
+    let mut r = record(0);
+    r.messages[0].parts = vec![Part::Text(text.clone())];
+    assert!(finalize(&mut r, &c, CaptureMode::Full, Omit::default()));
+    let out = r.messages[0].text().expect("text");
+    assert!(r.truncated);
+    assert!(out.starts_with(&format!("{head}[REDACTED")), "{out}");
+    assert!(!out.contains("sk-") && !out.contains("Ab3d"), "{out}");
+    // The count is what redacting the whole message would give (its tail has no secrets).
+    let removed = text.len() - key.len() + "[REDACTED]".len() - 1024;
+    assert!(
+        out.ends_with(&format!("…[truncated {removed} bytes]")),
+        "{out}"
+    );
+}
