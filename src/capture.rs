@@ -248,7 +248,7 @@ impl Capture {
             Body::Stream(decoder, fold) => {
                 let first = &mut self.record.first_token_ns;
                 decoder.push(chunk, &mut |event| {
-                    if fold.push(&event) == ChunkEffect::Output && first.is_none() {
+                    if fold.push(event) == ChunkEffect::Output && first.is_none() {
                         *first = Some(now_ns);
                     }
                 });
@@ -279,7 +279,7 @@ impl Capture {
                 let limit = max_body.saturating_mul(STREAM_DECODE_FACTOR);
                 decoding.decoder.push_with(chunk, limit, &mut |bytes| {
                     sse.push(bytes, &mut |event| {
-                        if fold.push(&event) == ChunkEffect::Output && first.is_none() {
+                        if fold.push(event) == ChunkEffect::Output && first.is_none() {
                             *first = Some(now_ns);
                         }
                     });
@@ -329,7 +329,7 @@ impl Capture {
             Body::Stream(mut decoder, mut fold) => {
                 if self.response_done {
                     decoder.finish(&mut |event| {
-                        fold.push(&event);
+                        fold.push(event);
                     });
                 }
                 if decoder.oversized_lines() > 0 {

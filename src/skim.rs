@@ -550,7 +550,6 @@ mod tests {
         ] {
             assert_eq!(read(other), None, "{other}");
         }
-        let mut template = template;
         template.set(
             b"{}",
             RawStr {

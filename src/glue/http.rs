@@ -73,7 +73,9 @@ impl FilterHttp {
             return false;
         }
         self.omit = omit;
-        let lookup = |name: &str| request_header(name);
+        // One hostcall for every header the context looks up, instead of one per name.
+        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        let lookup = |name: &str| first_header(&headers, name);
         let mut ctx = context::resolve(
             &config.context,
             route.and_then(|r| r.context.as_ref()),
@@ -162,6 +164,15 @@ impl FilterHttp {
             active.exporter.borrow_mut().push(record);
         }
     }
+}
+
+/// The first value of header `name` (names compared without case), as a gateway answers a
+/// lookup of one header; lossy on invalid UTF-8.
+fn first_header(headers: &[(String, Vec<u8>)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
 }
 
 fn request_header(name: &str) -> Option<String> {

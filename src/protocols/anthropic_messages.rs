@@ -770,10 +770,10 @@ mod tests {
         let mut decoder = SseDecoder::new(1 << 20);
         let mut fold: Box<dyn StreamFold> = Box::new(MessagesStream::new(budget));
         decoder.push(events.as_bytes(), &mut |e| {
-            fold.push(&e);
+            fold.push(e);
         });
         decoder.finish(&mut |e| {
-            fold.push(&e);
+            fold.push(e);
         });
         let mut record = TraceRecord::default();
         fold.finish(&mut record);

@@ -418,8 +418,8 @@ mod tests {
         let mut decoder = SseDecoder::new(1 << 16);
         let mut fold: Box<dyn StreamFold> = Box::new(CompletionStream::new(1 << 16));
         let mut effects = Vec::new();
-        decoder.push(body, &mut |e| effects.push(fold.push(&e)));
-        decoder.finish(&mut |e| effects.push(fold.push(&e)));
+        decoder.push(body, &mut |e| effects.push(fold.push(e)));
+        decoder.finish(&mut |e| effects.push(fold.push(e)));
         assert_eq!(
             effects,
             vec![

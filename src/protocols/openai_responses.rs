@@ -1145,8 +1145,8 @@ mod tests {
         let mut decoder = SseDecoder::new(1 << 20);
         let mut stream: Box<dyn StreamFold> = Box::new(ResponsesStream::new(budget));
         let mut effects = Vec::new();
-        decoder.push(body, &mut |e| effects.push(stream.push(&e)));
-        decoder.finish(&mut |e| effects.push(stream.push(&e)));
+        decoder.push(body, &mut |e| effects.push(stream.push(e)));
+        decoder.finish(&mut |e| effects.push(stream.push(e)));
         let mut r = TraceRecord::default();
         stream.finish(&mut r);
         (r, effects)
