@@ -233,7 +233,14 @@ impl Capture {
         };
     }
 
-    /// A response body chunk passing through at `now_ns`.
+    /// Whether the first output token is still to come, so that the time of the next chunk
+    /// matters (the caller may skip reading the clock otherwise).
+    pub fn awaits_first_token(&self) -> bool {
+        self.record.first_token_ns.is_none()
+    }
+
+    /// A response body chunk passing through at `now_ns` (only read while
+    /// [`Capture::awaits_first_token`]).
     pub fn response_chunk(&mut self, chunk: &[u8], now_ns: u64) {
         if self.decoding.is_some() {
             self.decoded_response_chunk(chunk, now_ns);

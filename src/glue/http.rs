@@ -309,7 +309,13 @@ impl HttpContext for FilterHttp {
                 None
             };
             if let Some(chunk) = &chunk {
-                capture.response_chunk(chunk, host::now_ns());
+                // One hostcall less per chunk once the first token is timed.
+                let now = if capture.awaits_first_token() {
+                    host::now_ns()
+                } else {
+                    0
+                };
+                capture.response_chunk(chunk, now);
             }
             if let Some(filter) = &mut self.usage_filter {
                 let out = filter.push(chunk.as_deref().unwrap_or_default(), end_of_stream);
