@@ -653,14 +653,14 @@ impl MessagesStream {
                 {
                     budget.append(out, &text);
                 }
-                output_if(!text.is_empty())
+                ChunkEffect::output_if(!text.is_empty())
             }
             (Some("thinking_delta"), _, _, Some(thinking)) => {
                 let make = || BlockAcc::Reasoning(String::new());
                 if let Some(BlockAcc::Reasoning(out)) = block_at(blocks, budget, index, make) {
                     budget.append(out, &thinking);
                 }
-                output_if(!thinking.is_empty())
+                ChunkEffect::output_if(!thinking.is_empty())
             }
             (Some("input_json_delta"), _, Some(json), _) => {
                 let make = || BlockAcc::Tool {
@@ -726,14 +726,6 @@ fn block_at<'b>(
 ) -> Option<&'b mut BlockAcc> {
     let at = item_slot(blocks, budget, |(i, _)| *i == index, || (index, make()))?;
     blocks.get_mut(at).map(|(_, block)| block)
-}
-
-fn output_if(output: bool) -> ChunkEffect {
-    if output {
-        ChunkEffect::Output
-    } else {
-        ChunkEffect::Quiet
-    }
 }
 
 /// Bytes a whole part holds, charged against the stream budget.

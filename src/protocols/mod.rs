@@ -300,6 +300,17 @@ pub enum ChunkEffect {
     Done,
 }
 
+impl ChunkEffect {
+    /// [`ChunkEffect::Output`] when `output`, else [`ChunkEffect::Quiet`].
+    pub fn output_if(output: bool) -> ChunkEffect {
+        if output {
+            ChunkEffect::Output
+        } else {
+            ChunkEffect::Quiet
+        }
+    }
+}
+
 /// Folds the events of one streamed response into the record.
 pub trait StreamFold {
     /// Applies one event (SSE event, or one NDJSON line as `data`). Malformed events are

@@ -476,7 +476,7 @@ impl ChatStream {
                 delta: Some(delta),
                 finish_reason: None,
             };
-            return output_if(self.apply_choice(choice));
+            return ChunkEffect::output_if(self.apply_choice(choice));
         }
         let parsed = match skim_chunk(trimmed) {
             Ok((chunk, varying)) => {
@@ -790,14 +790,6 @@ fn is_plain_delta(chunk: &Chunk<'_>, varying: Varying) -> bool {
             .is_some_and(|d| d.role.is_none() && d.refusal.is_none() && plain(d))
         && chunk.usage.is_none()
         && chunk.error.is_none()
-}
-
-fn output_if(output: bool) -> ChunkEffect {
-    if output {
-        ChunkEffect::Output
-    } else {
-        ChunkEffect::Quiet
-    }
 }
 
 /// The members of one object a skim reads: serde refuses a struct field given twice, so a
