@@ -115,7 +115,7 @@ impl Usage {
     /// Total, computed from input and output when the provider left it out.
     pub fn total(&self) -> Option<u64> {
         self.total.or(match (self.input, self.output) {
-            (Some(i), Some(o)) => Some(i + o),
+            (Some(i), Some(o)) => Some(i.saturating_add(o)),
             _ => None,
         })
     }
@@ -284,5 +284,24 @@ impl TraceRecord {
                 .error
                 .as_ref()
                 .map_or(0, |e| e.message.len() + e.kind.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Usage;
+
+    #[test]
+    fn total_is_given_or_the_saturating_sum() {
+        let usage = |input, output, total| Usage {
+            input,
+            output,
+            total,
+            ..Usage::default()
+        };
+        assert_eq!(usage(Some(3), Some(4), None).total(), Some(7));
+        assert_eq!(usage(Some(3), Some(4), Some(9)).total(), Some(9));
+        assert_eq!(usage(Some(u64::MAX), Some(4), None).total(), Some(u64::MAX));
+        assert_eq!(usage(Some(3), None, None).total(), None);
     }
 }
