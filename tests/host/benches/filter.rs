@@ -42,6 +42,9 @@ enum Proof {
     Exported,
     /// The module counts them in this metric (the baseline).
     Metric(&'static str),
+    /// Nothing reaches the collector: the filter is set to capture nothing, so what is
+    /// measured is the cost of its callbacks alone.
+    Untraced,
 }
 
 impl Subject {
@@ -68,7 +71,7 @@ impl Subject {
         collector: &Collector,
     ) -> Result<(), String> {
         let got = match self.proof {
-            Proof::Exported => {
+            Proof::Exported | Proof::Untraced => {
                 let before = collector.otlp_spans().len();
                 h.host.settle(100);
                 collector.otlp_spans().len().saturating_sub(before)
@@ -79,7 +82,8 @@ impl Subject {
                 .and_then(|v| usize::try_from(v).ok())
                 .unwrap_or(0),
         };
-        if got != n {
+        let expected = if self.proof == Proof::Untraced { 0 } else { n };
+        if got != expected {
             return Err(format!("{}: {n} exchanges, {got} traced", self.label));
         }
         Ok(())
@@ -334,7 +338,8 @@ fn sse_in_wasm(subjects: &[Subject], results: &[(String, Vec<Run>)]) {
     println!();
 }
 
-/// What the defaults that work on every string of a record cost: redaction and capture.
+/// What the defaults that work on every string of a record cost (redaction and capture), and
+/// the floor: the same callbacks with capture off, which trace nothing.
 fn settings(filter: &WasmModule, effort: &Effort, collector: &Collector) -> Result<(), String> {
     let variants = [
         ("defaults", json!({})),
@@ -342,6 +347,10 @@ fn settings(filter: &WasmModule, effort: &Effort, collector: &Collector) -> Resu
         (
             "capture metadata, no redaction",
             json!({"capture": "metadata", "redact": {"builtin": []}}),
+        ),
+        (
+            "capture off (the callbacks alone)",
+            json!({"capture": "off"}),
         ),
     ];
     println!("## What the settings cost (llm-tracer, Envoy; median guest µs per exchange)\n");
@@ -354,6 +363,11 @@ fn settings(filter: &WasmModule, effort: &Effort, collector: &Collector) -> Resu
             .iter()
             .map(|(label, settings)| Subject {
                 settings: settings.clone(),
+                proof: if settings["capture"] == "off" {
+                    Proof::Untraced
+                } else {
+                    Proof::Exported
+                },
                 ..Subject::new(label, filter, Personality::Envoy)
             })
             .collect();
