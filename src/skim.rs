@@ -355,19 +355,15 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    let words = a.chunks_exact(8).zip(b.chunks_exact(8));
-    let word = |w: &[u8]| {
-        <[u8; 8]>::try_from(w)
-            .map(u64::from_ne_bytes)
-            .unwrap_or_default()
-    };
-    for (x, y) in words {
+    let word = |w: &[u8]| <[u8; 8]>::try_from(w).map_or(0, u64::from_ne_bytes);
+    let mut at = 0;
+    while let (Some(x), Some(y)) = (a.get(at..at + 8), b.get(at..at + 8)) {
         if word(x) != word(y) {
             return false;
         }
+        at += 8;
     }
-    let tail = a.len() - a.len() % 8;
-    a.get(tail..) == b.get(tail..)
+    a.get(at..) == b.get(at..)
 }
 
 /// Checks that `body` is the inside of a JSON string with no `\u` escape, whole: no unescaped

@@ -218,18 +218,18 @@ fn line_end(bytes: &[u8]) -> Option<usize> {
     const CR: u64 = u64::from_ne_bytes([b'\r'; 8]);
     // A word has a zero byte exactly when this is non-zero (the classic "haszero" test).
     let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS;
-    let mut words = bytes.chunks_exact(8);
     let mut at = 0;
-    for word in words.by_ref() {
-        let mut raw = [0u8; 8];
-        raw.copy_from_slice(word);
-        let w = u64::from_ne_bytes(raw);
+    // `try_from`, not `copy_from_slice`, which at `opt-level = "s"` calls `memcpy`.
+    while let Some(word) = bytes.get(at..at + 8) {
+        let w = <[u8; 8]>::try_from(word).map_or(0, u64::from_ne_bytes);
         if has_zero(w ^ LF) | has_zero(w ^ CR) != 0 {
             break;
         }
         at += 8;
     }
-    bytes[at..]
+    bytes
+        .get(at..)
+        .unwrap_or_default()
         .iter()
         .position(|&b| b == b'\n' || b == b'\r')
         .map(|i| at + i)
