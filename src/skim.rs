@@ -298,6 +298,30 @@ impl<'a> Skim<'a> {
     }
 }
 
+/// The members of one object a skim reads: serde refuses a struct field given twice, so a
+/// repeated one bails.
+#[derive(Debug, Default)]
+pub struct Seen(u8);
+
+impl Seen {
+    /// `key` when it is one of `fields` (up to 8, not seen before), `""` for any other key.
+    /// Bails on a repeated field and on a key with escapes (serde would match it decoded).
+    pub fn first<'k>(&mut self, key: RawStr<'k>, fields: &[&'static str]) -> Skimmed<&'k str> {
+        if key.escaped {
+            return Err(Bail);
+        }
+        let Some(bit) = fields.iter().position(|f| *f == key.raw) else {
+            return Ok("");
+        };
+        let mask = 1u8 << bit.min(7);
+        if self.0 & mask != 0 {
+            return Err(Bail);
+        }
+        self.0 |= mask;
+        Ok(key.raw)
+    }
+}
+
 /// A document already read, kept to read the next ones of the same shape fast: streams repeat
 /// the same event with one string value changed (the next piece of text), so a document equal to
 /// the template outside that value, whose value is a valid string, means what the template meant

@@ -22,7 +22,7 @@ use llm_tracer::capture::{Capture, RequestStart};
 use llm_tracer::config::Config;
 use llm_tracer::decode::BodyDecoder;
 use llm_tracer::export::{Dispatch, DispatchError, Exporter};
-use llm_tracer::protocols::{self, openai_chat, Protocol, StreamFold};
+use llm_tracer::protocols::{self, anthropic_messages, openai_chat, Protocol, StreamFold};
 use llm_tracer::record::TraceRecord;
 use llm_tracer::sinks::langfuse::LangfuseSink;
 use llm_tracer::sinks::opik::OpikSink;
@@ -152,12 +152,12 @@ fn run_sse(mut decoder: SseDecoder, chunks: &[&[u8]]) -> (Vec<Event>, usize) {
 /// Every protocol's parsers: the first byte selects the protocol (modulo 9) and the stream
 /// fold's budget (`BUDGETS[(byte / 9) % 6]`); the rest is handed to `parse_request`,
 /// `parse_response`, `parse_error`, `sniff` and the stream fold (whole, then framed as SSE or
-/// NDJSON events). For Chat Completions, the fold's fast readers are checked against its full
-/// parser.
+/// NDJSON events). For Chat Completions and Anthropic Messages, the fold's fast readers are
+/// checked against its full parser.
 ///
 /// # Panics
-/// When the resulting record does not encode to JSON, or the chat fold's fast readers and its
-/// full parser disagree.
+/// When the resulting record does not encode to JSON, or a fold's fast readers and its full
+/// parser disagree.
 pub fn protocols(data: &[u8]) {
     let Some((&selector, body)) = data.split_first() else {
         return;
@@ -180,27 +180,38 @@ pub fn protocols(data: &[u8]) {
             _ => SseDecoder::new(1 << 20),
         };
         framing.push(body, &mut |e| {
-            fold.push(&e);
+            fold.push(e);
         });
         framing.finish(&mut |e| {
-            fold.push(&e);
+            fold.push(e);
         });
         fold.finish(&mut record);
     }
-    if protocol == Protocol::OpenAiChat {
-        chat_fast_readers_agree(body, budget);
+    match protocol {
+        Protocol::OpenAiChat => {
+            assert!(openai_chat::skim_agrees(body.trim_ascii()));
+            fast_readers_agree(
+                body,
+                Box::new(openai_chat::ChatStream::new(budget)),
+                Box::new(openai_chat::ChatStream::with_full_parser(budget)),
+            );
+        }
+        Protocol::AnthropicMessages => fast_readers_agree(
+            body,
+            Box::new(anthropic_messages::MessagesStream::new(budget)),
+            Box::new(anthropic_messages::MessagesStream::with_full_parser(budget)),
+        ),
+        _ => {}
     }
     export(record);
 }
 
-/// The chat fold's fast readers (skimming and the repeated-event template) give what the
-/// full parser gives, event by event and for the whole stream.
-fn chat_fast_readers_agree(body: &[u8], budget: usize) {
-    assert!(openai_chat::skim_agrees(body.trim_ascii()));
+/// A fold's fast readers (skimming and the repeated-event template) give what its full parser
+/// gives for the whole stream.
+fn fast_readers_agree(body: &[u8], fast: Box<dyn StreamFold>, full: Box<dyn StreamFold>) {
     let fold = |mut fold: Box<dyn StreamFold>| {
         let mut framing = SseDecoder::new(1 << 20);
         framing.push(body, &mut |e| {
-            assert!(openai_chat::skim_agrees(e.data.trim_ascii()));
             fold.push(e);
         });
         framing.finish(&mut |e| {
@@ -210,9 +221,7 @@ fn chat_fast_readers_agree(body: &[u8], budget: usize) {
         fold.finish(&mut record);
         record
     };
-    let fast = fold(Box::new(openai_chat::ChatStream::new(budget)));
-    let full = fold(Box::new(openai_chat::ChatStream::with_full_parser(budget)));
-    assert_eq!(fast, full);
+    assert_eq!(fold(fast), fold(full));
 }
 
 /// The configuration parser; a configuration that parses is then used: routes are matched

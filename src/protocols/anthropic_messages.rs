@@ -13,6 +13,7 @@
 
 use super::{inline_media, item_slot, set_once, Budget, ChunkEffect, ProtocolError, StreamFold};
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
+use crate::skim::{Bail, RawStr, Seen, Skim, Skimmed, Template};
 use crate::sse::Event;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -491,6 +492,89 @@ pub struct MessagesStream {
     error: Option<ErrorInfo>,
     budget: Budget,
     malformed: usize,
+    /// The last content delta, to read the next ones of its shape fast.
+    template: Template,
+    template_at: (u64, DeltaKind),
+    /// Whether delta events may be read without the full parser.
+    fast: bool,
+}
+
+/// The string a `content_block_delta` carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeltaKind {
+    Text,
+    Thinking,
+    Json,
+}
+
+impl DeltaKind {
+    fn of(kind: &str) -> Option<(DeltaKind, &'static str)> {
+        Some(match kind {
+            "text_delta" => (DeltaKind::Text, "text"),
+            "thinking_delta" => (DeltaKind::Thinking, "thinking"),
+            "input_json_delta" => (DeltaKind::Json, "partial_json"),
+            _ => return None,
+        })
+    }
+
+    /// The delta the full parser reads for this kind with `value`.
+    fn delta(self, value: String) -> EventDelta {
+        let mut delta = EventDelta {
+            kind: None,
+            text: None,
+            partial_json: None,
+            thinking: None,
+            stop_reason: None,
+        };
+        let (name, slot) = match self {
+            DeltaKind::Text => ("text_delta", &mut delta.text),
+            DeltaKind::Thinking => ("thinking_delta", &mut delta.thinking),
+            DeltaKind::Json => ("input_json_delta", &mut delta.partial_json),
+        };
+        *slot = Some(value);
+        delta.kind = Some(name.into());
+        delta
+    }
+}
+
+/// Reads a `content_block_delta` event of the everyday shape (`type`, `index` and a `delta`
+/// of text, thinking or JSON, nothing else) without the full parser: its index, kind and raw
+/// string. Bails on anything else, which the full parser then reads.
+fn skim_delta_event(data: &[u8]) -> Skimmed<(u64, DeltaKind, RawStr<'_>)> {
+    let mut s = Skim::new(data)?;
+    let (mut kind_ok, mut index, mut delta) = (false, None, None);
+    let mut seen = Seen::default();
+    s.object(|s, key| {
+        match seen.first(key, &["type", "index", "delta"])? {
+            "type" => kind_ok = s.string()?.raw == "content_block_delta",
+            "index" => index = Some(u64::from(s.u32()?)),
+            "delta" => delta = Some(skim_delta(s)?),
+            _ => return Err(Bail),
+        }
+        Ok(())
+    })?;
+    s.end()?;
+    match (kind_ok, index, delta) {
+        (true, Some(index), Some((kind, raw))) => Ok((index, kind, raw)),
+        _ => Err(Bail),
+    }
+}
+
+fn skim_delta<'a>(s: &mut Skim<'a>) -> Skimmed<(DeltaKind, RawStr<'a>)> {
+    let (mut kind, mut value) = (None, None);
+    let mut seen = Seen::default();
+    s.object(|s, key| {
+        match seen.first(key, &["type", "text", "partial_json", "thinking"])? {
+            "type" => kind = DeltaKind::of(s.string()?.raw),
+            "" => return Err(Bail),
+            field => value = Some((field, s.string()?)),
+        }
+        Ok(())
+    })?;
+    match (kind, value) {
+        (Some((kind, field)), Some((named, raw))) if field == named => Ok((kind, raw)),
+        _ => Err(Bail),
+    }
 }
 
 impl MessagesStream {
@@ -507,13 +591,44 @@ impl MessagesStream {
             error: None,
             budget: Budget::new(budget),
             malformed: 0,
+            template: Template::default(),
+            template_at: (0, DeltaKind::Text),
+            fast: true,
         }
+    }
+
+    /// The same fold reading every event with the full parser only: the reference the fast
+    /// readers are checked against by tests and fuzzing.
+    pub fn with_full_parser(budget: usize) -> Self {
+        MessagesStream {
+            fast: false,
+            ..MessagesStream::new(budget)
+        }
+    }
+
+    /// A content delta read by the fast readers.
+    fn fast_delta(&mut self, data: &[u8]) -> Option<ChunkEffect> {
+        let (index, kind, value) = match self.template.value(data) {
+            Some(value) => (self.template_at.0, self.template_at.1, value),
+            None => {
+                let (index, kind, value) = skim_delta_event(data).ok()?;
+                self.template.set(data, value);
+                self.template_at = (index, kind);
+                (index, kind, value)
+            }
+        };
+        Some(self.apply_delta(index, kind.delta(value.decode().into_owned())))
     }
 
     fn push_data(&mut self, event_type: &str, data: &[u8]) -> ChunkEffect {
         let data = data.trim_ascii();
         if data.is_empty() {
             return ChunkEffect::Quiet;
+        }
+        if self.fast {
+            if let Some(effect) = self.fast_delta(data) {
+                return effect;
+            }
         }
         let Ok(event) = serde_json::from_slice::<StreamEvent<'_>>(data) else {
             self.malformed += 1;
@@ -759,9 +874,13 @@ mod tests {
     use crate::sse::SseDecoder;
 
     fn fold(events: &str, budget: usize) -> TraceRecord {
+        fold_with(MessagesStream::new(budget), events.as_bytes())
+    }
+
+    fn fold_with(fold: MessagesStream, events: &[u8]) -> TraceRecord {
         let mut decoder = SseDecoder::new(1 << 20);
-        let mut fold: Box<dyn StreamFold> = Box::new(MessagesStream::new(budget));
-        decoder.push(events.as_bytes(), &mut |e| {
+        let mut fold: Box<dyn StreamFold> = Box::new(fold);
+        decoder.push(events, &mut |e| {
             fold.push(e);
         });
         decoder.finish(&mut |e| {
@@ -1109,6 +1228,64 @@ mod tests {
                 }
                 let corrupted = Case { response: body, ..c.clone() };
                 let _ = corrupted.run(&[]);
+            }
+        }
+    }
+
+    #[test]
+    fn fast_readers_fold_as_the_full_parser_does() {
+        let mut streams: Vec<Vec<u8>> = [
+            &include_bytes!("../../tests/fixtures/anthropic_messages/stream_text/response.sse")[..],
+            include_bytes!("../../tests/fixtures/anthropic_messages/stream_thinking/response.sse"),
+            include_bytes!("../../tests/fixtures/anthropic_messages/stream_tool_use/response.sse"),
+            include_bytes!("../../tests/fixtures/anthropic_messages/stream_error/response.sse"),
+        ]
+        .iter()
+        .map(|s| s.to_vec())
+        .collect();
+        let delta = |i: u32, d: &str| {
+            format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":{i},\"delta\":{d}}}\n\n")
+        };
+        let events = [
+            delta(0, r#"{"type":"text_delta","text":"Hel"}"#),
+            delta(0, r#"{"type":"text_delta","text":"lo \"q\"\n"}"#),
+            delta(0, r#"{"type":"text_delta","text":"caf\u00e9"}"#),
+            delta(1, r#"{"type":"thinking_delta","thinking":"hmm"}"#),
+            delta(1, r#"{"type":"thinking_delta","thinking":"more"}"#),
+            delta(2, r#"{"type":"input_json_delta","partial_json":"{\"a\""}"#),
+            delta(2, r#"{"type":"input_json_delta","partial_json":":1}"}"#),
+            delta(0, r#"{"type":"text_delta","text":"x","text":"y"}"#),
+            delta(0, r#"{"type":"text_delta","thinking":"x","text":"y"}"#),
+            delta(0, r#"{"type":"text_delta","text":null}"#),
+            delta(0, r#"{"type":"signature_delta","signature":"s"}"#),
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"no index\"}}\n\n".to_string(),
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":5}}\n\n".to_string(),
+        ];
+        streams.push(events.concat().into_bytes());
+        for (first, event) in
+            [(0, 0), (0, 1), (3, 4), (5, 6)].map(|(f, e)| (&events[f], &events[e]))
+        {
+            let data_at = event.find("data: ").unwrap_or(0) + 6;
+            for at in data_at..event.len() - 2 {
+                for byte in [b'"', b'\\', b'x', b'}', b'1', 0x01, 0xff] {
+                    let mut changed = event.clone().into_bytes();
+                    changed[at] = byte;
+                    let mut stream = first.clone().into_bytes();
+                    stream.extend_from_slice(&changed);
+                    streams.push(stream);
+                }
+            }
+        }
+        for (i, stream) in streams.iter().enumerate() {
+            for budget in [1 << 20, 5] {
+                let fast = fold_with(MessagesStream::new(budget), stream);
+                let full = fold_with(MessagesStream::with_full_parser(budget), stream);
+                assert_eq!(
+                    fast,
+                    full,
+                    "stream {i}: {}",
+                    String::from_utf8_lossy(stream)
+                );
             }
         }
     }

@@ -11,7 +11,7 @@ use super::{
     item_slot, media_placeholder, set_once_from, Budget, ChunkEffect, ProtocolError, StreamFold,
 };
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
-use crate::skim::{Bail, RawStr, Skim, Skimmed, Template};
+use crate::skim::{Bail, RawStr, Seen, Skim, Skimmed, Template};
 use crate::sse::Event;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -790,29 +790,6 @@ fn is_plain_delta(chunk: &Chunk<'_>, varying: Varying) -> bool {
             .is_some_and(|d| d.role.is_none() && d.refusal.is_none() && plain(d))
         && chunk.usage.is_none()
         && chunk.error.is_none()
-}
-
-/// The members of one object a skim reads: serde refuses a struct field given twice, so a
-/// repeated one bails.
-#[derive(Default)]
-struct Seen(u8);
-
-impl Seen {
-    /// `key` when it is one of `fields` (and not seen before), `""` for any other key.
-    fn first<'k>(&mut self, key: RawStr<'k>, fields: &[&'static str]) -> Skimmed<&'k str> {
-        if key.escaped {
-            return Err(Bail);
-        }
-        let Some(bit) = fields.iter().position(|f| *f == key.raw) else {
-            return Ok("");
-        };
-        let mask = 1u8 << bit.min(7);
-        if self.0 & mask != 0 {
-            return Err(Bail);
-        }
-        self.0 |= mask;
-        Ok(key.raw)
-    }
 }
 
 /// Whether the fast reader of stream chunks agrees with the full parser on `data`: true unless
