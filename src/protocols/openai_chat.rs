@@ -441,60 +441,62 @@ impl ChatStream {
         if trimmed.is_empty() {
             return ChunkEffect::Quiet;
         }
-        if !self.fast {
-            return match serde_json::from_slice(trimmed) {
-                Ok(chunk) => self.apply_chunk(chunk),
-                Err(_) => {
-                    self.malformed += 1;
-                    ChunkEffect::Quiet
-                }
-            };
-        }
-        if let Some(value) = self.template.value(trimmed) {
-            // The last plain delta again, with another string.
-            let (index, varying) = self.template_at;
-            let value = Some(value.decode());
-            let delta = match varying {
-                Varying::Text => Delta {
-                    content: value,
-                    ..Delta::default()
-                },
-                Varying::Arguments(tool) => Delta {
-                    tool_calls: vec![ToolCallDelta {
-                        index: tool,
-                        id: None,
-                        function: Some(FunctionDelta {
-                            name: None,
-                            arguments: value,
-                        }),
-                    }],
-                    ..Delta::default()
-                },
-            };
-            let choice = ChunkChoice {
-                index,
-                delta: Some(delta),
-                finish_reason: None,
-            };
-            return ChunkEffect::output_if(self.apply_choice(choice));
-        }
-        let parsed = match skim_chunk(trimmed) {
-            Ok((chunk, varying)) => {
-                if let Some((index, varying, value)) = varying {
-                    if is_plain_delta(&chunk, varying) {
-                        self.template.set(trimmed, value);
-                        self.template_at = (index, varying);
-                    }
-                }
-                Ok(chunk)
+        if self.fast {
+            if let Some(effect) = self.templated(trimmed) {
+                return effect;
             }
-            Err(Bail) => serde_json::from_slice(trimmed),
+        }
+        let skimmed = if self.fast {
+            self.skimmed(trimmed)
+        } else {
+            Err(Bail)
         };
-        let Ok(chunk) = parsed else {
+        let Ok(chunk) = skimmed.or_else(|Bail| serde_json::from_slice(trimmed)) else {
             self.malformed += 1;
             return ChunkEffect::Quiet;
         };
         self.apply_chunk(chunk)
+    }
+
+    /// The last plain delta again, with another string: applied without parsing.
+    fn templated(&mut self, data: &[u8]) -> Option<ChunkEffect> {
+        let value = Some(self.template.value(data)?.decode());
+        let (index, varying) = self.template_at;
+        let delta = match varying {
+            Varying::Text => Delta {
+                content: value,
+                ..Delta::default()
+            },
+            Varying::Arguments(tool) => Delta {
+                tool_calls: vec![ToolCallDelta {
+                    index: tool,
+                    id: None,
+                    function: Some(FunctionDelta {
+                        name: None,
+                        arguments: value,
+                    }),
+                }],
+                ..Delta::default()
+            },
+        };
+        let choice = ChunkChoice {
+            index,
+            delta: Some(delta),
+            finish_reason: None,
+        };
+        Some(ChunkEffect::output_if(self.apply_choice(choice)))
+    }
+
+    /// A chunk read by the skim, which becomes the template when it is a plain delta.
+    fn skimmed<'d>(&mut self, data: &'d [u8]) -> Skimmed<Chunk<'d>> {
+        let (chunk, varying) = skim_chunk(data)?;
+        if let Some((index, varying, value)) = varying {
+            if is_plain_delta(&chunk, varying) {
+                self.template.set(data, value);
+                self.template_at = (index, varying);
+            }
+        }
+        Ok(chunk)
     }
 
     fn apply_chunk(&mut self, chunk: Chunk<'_>) -> ChunkEffect {
