@@ -11,7 +11,10 @@
 //! semantics, so its input is `input_tokens + cache_read_input_tokens +
 //! cache_creation_input_tokens`.
 
-use super::{inline_media, item_slot, set_once, Budget, ChunkEffect, ProtocolError, StreamFold};
+use super::{
+    inline_media, item_slot, set_once, sort_by_index, Budget, ChunkEffect, ProtocolError,
+    StreamFold,
+};
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::skim::{Bail, RawStr, Seen, Skim, Skimmed, Template};
 use crate::sse::Event;
@@ -814,7 +817,7 @@ impl MessagesStream {
             return;
         }
         let mut blocks = self.blocks;
-        blocks.sort_by_key(|(index, _)| *index);
+        sort_by_index(&mut blocks, |(index, _)| (*index).into());
         let mut parts = Vec::new();
         for (_, block) in blocks {
             block.into_parts(&mut parts);

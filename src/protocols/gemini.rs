@@ -13,7 +13,10 @@
 //! not the body. Bodies are deserialized into typed structs that ignore unknown keys; nothing
 //! here calls the host.
 
-use super::{inline_media, item_slot, set_once, Budget, ChunkEffect, ProtocolError, StreamFold};
+use super::{
+    inline_media, item_slot, set_once, sort_by_index, Budget, ChunkEffect, ProtocolError,
+    StreamFold,
+};
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::sse::Event;
 use serde::de::IgnoredAny;
@@ -614,7 +617,7 @@ impl GeminiStream {
             });
         }
         let mut candidates = self.candidates;
-        candidates.sort_by_key(|c| c.index);
+        sort_by_index(&mut candidates, |c| c.index.into());
         record.choices = candidates
             .into_iter()
             .map(|c| Choice {

@@ -492,6 +492,24 @@ pub(crate) fn item_slot<T>(
     Some(items.len() - 1)
 }
 
+/// Puts `items` in the stable order of `key` (choices, candidates, tool calls and blocks by
+/// their index). Usually they already are, and nothing moves; otherwise one shared sort of
+/// `(key, position)` pairs orders them, so each item type adds a few hundred bytes of code
+/// instead of its own instance of the standard library's sort.
+pub(crate) fn sort_by_index<T>(items: &mut Vec<T>, key: impl Fn(&T) -> u128) {
+    if items.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
+        return;
+    }
+    let mut order: Vec<(u128, usize)> = items.iter().map(&key).zip(0..).collect();
+    order.sort_unstable();
+    let mut slots: Vec<Option<T>> = items.drain(..).map(Some).collect();
+    items.extend(
+        order
+            .iter()
+            .filter_map(|&(_, at)| slots.get_mut(at).and_then(Option::take)),
+    );
+}
+
 /// A short description of inline base64 media, so traces never carry the bytes:
 /// `[inline image/png, 1234 base64 chars omitted]`.
 pub(crate) fn inline_media(media_type: &str, base64_len: usize) -> String {
@@ -513,6 +531,19 @@ pub(crate) fn media_placeholder(url: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sort_by_index_is_stable_and_keeps_every_item() {
+        let mut items = vec![(3, 'a'), (1, 'b'), (3, 'c'), (0, 'd'), (1, 'e')];
+        sort_by_index(&mut items, |&(k, _)| k);
+        assert_eq!(items, [(0, 'd'), (1, 'b'), (1, 'e'), (3, 'a'), (3, 'c')]);
+        let mut reversed: Vec<u64> = (0..2000).rev().collect();
+        sort_by_index(&mut reversed, |&k| k.into());
+        assert!(reversed.iter().copied().eq(0..2000));
+        let mut empty: Vec<u8> = Vec::new();
+        sort_by_index(&mut empty, |&k| k.into());
+        assert!(empty.is_empty());
+    }
 
     #[test]
     fn detection_by_path() {

@@ -8,7 +8,8 @@
 
 use super::wire::{stop_list, OpenAiUsage, Stop};
 use super::{
-    item_slot, media_placeholder, set_once_from, Budget, ChunkEffect, ProtocolError, StreamFold,
+    item_slot, media_placeholder, set_once_from, sort_by_index, Budget, ChunkEffect, ProtocolError,
+    StreamFold,
 };
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::skim::{Bail, RawStr, Seen, Skim, Skimmed, Template};
@@ -587,7 +588,7 @@ impl ChatStream {
             record.error = Some(err);
         }
         let mut choices = self.choices;
-        choices.sort_by_key(|c| c.index);
+        sort_by_index(&mut choices, |c| c.index.into());
         record.choices = choices
             .into_iter()
             .map(|c| {
@@ -596,7 +597,7 @@ impl ChatStream {
                     parts.push(Part::Text(c.content));
                 }
                 let mut calls = c.tool_calls;
-                calls.sort_by_key(|t| t.index);
+                sort_by_index(&mut calls, |t| t.index as u128);
                 parts.extend(calls.into_iter().map(|t| Part::ToolCall {
                     id: t.id,
                     name: t.name,

@@ -14,7 +14,7 @@
 
 use super::openai_embeddings::TextInputs;
 use super::wire::{stop_list, OpenAiUsage, Stop};
-use super::{item_slot, set_once, Budget, ChunkEffect, ProtocolError, StreamFold};
+use super::{item_slot, set_once, sort_by_index, Budget, ChunkEffect, ProtocolError, StreamFold};
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::sse::Event;
 use serde::de::IgnoredAny;
@@ -119,7 +119,7 @@ pub fn parse_response(body: &[u8], record: &mut TraceRecord) -> Result<(), Proto
             finish_reason: c.finish_reason,
         })
         .collect();
-    choices.sort_by_key(|c| c.index);
+    sort_by_index(&mut choices, |c| c.index.into());
     record.choices = choices;
     Ok(())
 }
@@ -271,7 +271,7 @@ impl CompletionStream {
             record.error = Some(err);
         }
         let mut choices = self.choices;
-        choices.sort_by_key(|c| c.index);
+        sort_by_index(&mut choices, |c| c.index.into());
         record.choices = choices
             .into_iter()
             .map(|c| Choice {

@@ -29,8 +29,8 @@
 //! output, the record is built from it (under the same budget). Nothing here calls the host.
 
 use super::{
-    inline_media, item_slot, media_placeholder, set_once, Budget, ChunkEffect, ProtocolError,
-    StreamFold,
+    inline_media, item_slot, media_placeholder, set_once, sort_by_index, Budget, ChunkEffect,
+    ProtocolError, StreamFold,
 };
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::sse::Event;
@@ -757,7 +757,9 @@ impl ItemAcc {
             return parts;
         }
         let mut pieces = self.pieces;
-        pieces.sort_by_key(|p| (p.kind, p.index));
+        sort_by_index(&mut pieces, |p| {
+            (p.kind as u128) << 64 | u128::from(p.index)
+        });
         let mut parts: Vec<Part> = pieces
             .into_iter()
             .map(|p| match p.kind {
@@ -1074,7 +1076,7 @@ impl ResponsesStream {
             ));
         }
         let mut items = self.items;
-        items.sort_by_key(|i| i.output_index);
+        sort_by_index(&mut items, |i| i.output_index.into());
         let streamed_parts = || items.into_iter().flat_map(ItemAcc::into_parts).collect();
         let (parts, status, incomplete_reason) = match self.last {
             Some(last) => {

@@ -145,7 +145,7 @@ impl WasmModule {
     }
 
     fn compile(bytes: &[u8], path: Option<PathBuf>) -> Result<Self, HostError> {
-        let engine = Engine::new(&Config::new()).map_err(|e| HostError::Compile {
+        let engine = Engine::new(&engine_config()).map_err(|e| HostError::Compile {
             message: e.to_string(),
         })?;
         let module = Module::new(&engine, bytes).map_err(|e| HostError::Compile {
@@ -194,4 +194,18 @@ impl WasmModule {
             }),
         })
     }
+}
+
+/// Environment variable that makes the engine write `/tmp/perf-<pid>.map` for the module's
+/// compiled code (`LLM_TRACER_PERFMAP=1`), so `perf record` / `perf report` name the guest's
+/// functions when profiling a bench.
+pub const PERFMAP_ENV: &str = "LLM_TRACER_PERFMAP";
+
+/// The engine's configuration: wasmtime's defaults, plus a perf map when asked for.
+fn engine_config() -> Config {
+    let mut config = Config::new();
+    if std::env::var_os(PERFMAP_ENV).is_some_and(|v| v == "1") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    config
 }
