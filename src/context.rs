@@ -476,13 +476,13 @@ impl Context {
     /// Applies the request body's `user` and `metadata` over what headers and defaults gave
     /// (the body has the highest precedence). A body that is not a JSON object is ignored.
     pub fn apply_body(&mut self, body: &[u8]) {
-        let Ok(members) = serde_json::from_slice::<Members<'_>>(body) else {
+        let Some(members) = Members::parse(body) else {
             return;
         };
         let member = |key| {
             members
                 .get(key)
-                .and_then(|raw| serde_json::from_slice::<Value>(raw.get().as_bytes()).ok())
+                .and_then(|raw| serde_json::from_slice::<Value>(raw.as_bytes()).ok())
         };
         let mut from_body = Context::default();
         if let Some(Value::Object(meta)) = member("metadata") {

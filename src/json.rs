@@ -2,36 +2,42 @@
 //! the document holds, for reading a few members of a large body and for rewriting one member
 //! while keeping every other byte. No host calls.
 
+use crate::skim::{Skim, Skimmed};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::fmt;
 
-/// A JSON object's members in document order, values as raw text.
-pub struct Members<'a>(pub Vec<(String, &'a RawValue)>);
+/// A JSON object's members in document order, values as the raw text the document holds.
+pub struct Members<'a>(pub Vec<(Cow<'a, str>, &'a str)>);
 
-impl<'de: 'a, 'a> serde::Deserialize<'de> for Members<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = Members<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'a>, A::Error> {
-                let mut members = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, &'a RawValue>()? {
-                    members.push((k, v));
-                }
-                Ok(Members(members))
-            }
+impl<'a> Members<'a> {
+    /// The members of `body` when it is one JSON object; `None` when it is not.
+    ///
+    /// The forward reader ([`crate::skim`]) reads the everyday body in one pass; anything it
+    /// does not read exactly as `serde_json` would goes to `serde_json`, which decides.
+    pub fn parse(body: &'a [u8]) -> Option<Self> {
+        if let Ok(members) = Self::skim(body) {
+            return Some(members);
         }
-        d.deserialize_map(V(std::marker::PhantomData))
+        serde_json::from_slice::<Parsed<'a>>(body)
+            .ok()
+            .map(|p| Members(p.0))
     }
-}
 
-impl Members<'_> {
+    fn skim(body: &'a [u8]) -> Skimmed<Self> {
+        let mut skim = Skim::new(body)?;
+        let mut members = Vec::new();
+        skim.object(|s, key| {
+            members.push((key.decode(), s.value_text()?));
+            Ok(())
+        })?;
+        skim.end()?;
+        Ok(Members(members))
+    }
+
     /// The raw value of the first member named `key`.
-    pub fn get(&self, key: &str) -> Option<&RawValue> {
+    pub fn get(&self, key: &str) -> Option<&'a str> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 
@@ -40,7 +46,7 @@ impl Members<'_> {
         let mut out = Vec::with_capacity(
             self.0
                 .iter()
-                .map(|(k, v)| k.len() + v.get().len() + 4)
+                .map(|(k, v)| k.len() + v.len() + 4)
                 .sum::<usize>()
                 + 64,
         );
@@ -59,7 +65,7 @@ impl Members<'_> {
             match replaced.iter().find(|(name, _)| name == k) {
                 Some((_, Some(new))) => member(&mut out, k, new),
                 Some((_, None)) => {}
-                None => member(&mut out, k, v.get()),
+                None => member(&mut out, k, v),
             }
         }
         for (k, v) in added {
@@ -70,6 +76,112 @@ impl Members<'_> {
     }
 }
 
+/// The members as `serde_json` reads them, the reference for [`Members::parse`].
+struct Parsed<'a>(Vec<(Cow<'a, str>, &'a str)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Parsed<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Parsed<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed<'a>, A::Error> {
+                let mut members = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, &'a RawValue>()? {
+                    members.push((Cow::Owned(k), v.get()));
+                }
+                Ok(Parsed(members))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
 fn json_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `serde_json` reads, as owned pairs; `None` when it refuses the body.
+    fn reference(body: &[u8]) -> Option<Vec<(String, String)>> {
+        let parsed = serde_json::from_slice::<Parsed<'_>>(body).ok()?;
+        Some(own(parsed.0))
+    }
+
+    fn own(members: Vec<(Cow<'_, str>, &str)>) -> Vec<(String, String)> {
+        members
+            .into_iter()
+            .map(|(k, v)| (k.into_owned(), v.to_string()))
+            .collect()
+    }
+
+    fn bodies() -> Vec<Vec<u8>> {
+        let mut bodies: Vec<Vec<u8>> = [
+            r#"{"model":"m","messages":[{"role":"user","content":"hi \"there\"\n"}],"user":"u-1"}"#,
+            r#" { "metadata" : {"session_id":"s","tags":["a","b"]} , "n" : -1.5e3 , "x":[true,false,null] } "#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"k\tey":"v","\u0061":"escaped key"}"#,
+            r#"{}"#,
+            r#"[1,2]"#,
+            r#"{"deep":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
+            r#"{"a":01}"#,
+            r#"{"a":"x"} trailing"#,
+        ]
+        .iter()
+        .map(|b| b.as_bytes().to_vec())
+        .collect();
+        for dir in [
+            "openai_chat/basic",
+            "openai_chat/tool_result",
+            "anthropic_messages/basic",
+        ] {
+            let path = format!(
+                "{}/tests/fixtures/{dir}/request.json",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            if let Ok(body) = std::fs::read(path) {
+                bodies.push(body);
+            }
+        }
+        let base = bodies[0].clone();
+        for at in 0..base.len() {
+            for byte in [b'"', b'\\', b'x', b'}', b',', b':', b'1', 0x01, 0xff] {
+                let mut changed = base.clone();
+                changed[at] = byte;
+                bodies.push(changed);
+            }
+        }
+        bodies
+    }
+
+    #[test]
+    fn parse_reads_every_body_as_serde_json_does() {
+        let mut skimmed = 0;
+        for body in bodies() {
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let got = Members::parse(&body).map(|m| own(m.0));
+            assert_eq!(got, reference(&body), "{text}");
+            if let Ok(fast) = Members::skim(&body) {
+                skimmed += 1;
+                assert_eq!(Some(own(fast.0)), reference(&body), "{text}");
+            }
+        }
+        // The forward reader answers most bodies itself; the rest fall back.
+        assert!(skimmed > 100, "only {skimmed} bodies skimmed");
+    }
+
+    #[test]
+    fn get_answers_the_first_member_of_a_name() {
+        let members = Members::parse(br#"{"a":1,"b":{"c":2},"a":3}"#).unwrap_or(Members(vec![]));
+        assert_eq!(members.get("a"), Some("1"));
+        assert_eq!(members.get("b"), Some(r#"{"c":2}"#));
+        assert_eq!(members.get("c"), None);
+        assert!(Members::parse(b"[]").is_none());
+        assert!(Members::parse(b"{\"a\":").is_none());
+    }
 }

@@ -228,40 +228,61 @@ impl ModelLabels {
     }
 }
 
-/// What one exchange adds to the exchange metrics: `(metric name, value)` for counters, and the
-/// observations of histograms, all under the same labels.
-pub fn exchange_updates(record: &TraceRecord) -> Vec<(&'static str, u64)> {
+/// Positions in [`CATALOG`] of the exchange metrics, which come first (a test checks each).
+pub mod at {
+    /// `llm_tracer_requests_total`.
+    pub const REQUESTS: usize = 0;
+    /// `llm_tracer_errors_total`.
+    pub const ERRORS: usize = 1;
+    /// `llm_tracer_input_tokens_total`.
+    pub const INPUT_TOKENS: usize = 2;
+    /// `llm_tracer_output_tokens_total`.
+    pub const OUTPUT_TOKENS: usize = 3;
+    /// `llm_tracer_cached_input_tokens_total`.
+    pub const CACHED_INPUT_TOKENS: usize = 4;
+    /// `llm_tracer_reasoning_tokens_total`.
+    pub const REASONING_TOKENS: usize = 5;
+    /// `llm_tracer_cost_microusd_total`.
+    pub const COST: usize = 6;
+    /// `llm_tracer_latency_ms`.
+    pub const LATENCY: usize = 7;
+    /// `llm_tracer_ttft_ms`.
+    pub const TTFT: usize = 8;
+    /// How many exchange metrics there are.
+    pub const EXCHANGE_METRICS: usize = 9;
+}
+
+/// What one exchange adds to the exchange metrics: `(position in CATALOG, value)` for
+/// counters, and the observations of histograms, all under the same labels.
+pub fn exchange_updates(record: &TraceRecord) -> Vec<(usize, u64)> {
     let u = &record.usage;
-    let mut out = vec![("llm_tracer_requests_total", 1)];
+    let mut out = vec![(at::REQUESTS, 1)];
     if record.error.is_some() {
-        out.push(("llm_tracer_errors_total", 1));
+        out.push((at::ERRORS, 1));
     }
     let tokens = [
-        ("llm_tracer_input_tokens_total", u.input),
-        ("llm_tracer_output_tokens_total", u.output),
-        ("llm_tracer_cached_input_tokens_total", u.cached_input),
-        ("llm_tracer_reasoning_tokens_total", u.reasoning),
+        (at::INPUT_TOKENS, u.input),
+        (at::OUTPUT_TOKENS, u.output),
+        (at::CACHED_INPUT_TOKENS, u.cached_input),
+        (at::REASONING_TOKENS, u.reasoning),
     ];
     out.extend(
         tokens
             .into_iter()
-            .filter_map(|(name, n)| n.filter(|&n| n > 0).map(|n| (name, n))),
+            .filter_map(|(metric, n)| n.filter(|&n| n > 0).map(|n| (metric, n))),
     );
     if let Some(cost) = &record.cost {
         let micro = (cost.total * 1e6).round();
         if micro.is_finite() && micro >= 1.0 {
-            out.push(("llm_tracer_cost_microusd_total", micro as u64));
+            out.push((at::COST, micro as u64));
         }
     }
     out.push((
-        "llm_tracer_latency_ms",
+        at::LATENCY,
         record.end_ns.saturating_sub(record.start_ns) / 1_000_000,
     ));
     if let Some(ttft) = record.first_token_ns {
-        out.push((
-            "llm_tracer_ttft_ms",
-            ttft.saturating_sub(record.start_ns) / 1_000_000,
-        ));
+        out.push((at::TTFT, ttft.saturating_sub(record.start_ns) / 1_000_000));
     }
     out
 }
@@ -363,7 +384,10 @@ mod tests {
             },
             ..TraceRecord::default()
         };
-        let updates = exchange_updates(&record);
+        let updates: Vec<(&str, u64)> = exchange_updates(&record)
+            .into_iter()
+            .map(|(metric, value)| (CATALOG[metric].name, value))
+            .collect();
         assert_eq!(
             updates,
             vec![
@@ -374,8 +398,31 @@ mod tests {
                 ("llm_tracer_ttft_ms", 200),
             ]
         );
-        for (name, _) in updates {
-            assert!(find(name).is_some(), "{name} is in the catalog");
+    }
+
+    #[test]
+    fn exchange_positions_name_the_exchange_metrics() {
+        let named = [
+            (at::REQUESTS, "llm_tracer_requests_total"),
+            (at::ERRORS, "llm_tracer_errors_total"),
+            (at::INPUT_TOKENS, "llm_tracer_input_tokens_total"),
+            (at::OUTPUT_TOKENS, "llm_tracer_output_tokens_total"),
+            (
+                at::CACHED_INPUT_TOKENS,
+                "llm_tracer_cached_input_tokens_total",
+            ),
+            (at::REASONING_TOKENS, "llm_tracer_reasoning_tokens_total"),
+            (at::COST, "llm_tracer_cost_microusd_total"),
+            (at::LATENCY, "llm_tracer_latency_ms"),
+            (at::TTFT, "llm_tracer_ttft_ms"),
+        ];
+        assert_eq!(named.len(), at::EXCHANGE_METRICS);
+        for (position, name) in named {
+            assert_eq!(CATALOG[position].name, name);
+            assert_eq!(CATALOG[position].labels, EXCHANGE);
         }
+        assert!(CATALOG[at::EXCHANGE_METRICS..]
+            .iter()
+            .all(|m| m.labels != EXCHANGE));
     }
 }

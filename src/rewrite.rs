@@ -33,7 +33,7 @@ pub struct Edited {
 /// Applies `edits` to a JSON request body. A body that is not a JSON object, or needs no
 /// change, comes back as `body: None`: it is forwarded untouched.
 pub fn edit_request(body: &[u8], edits: RequestEdits) -> Edited {
-    let Ok(members) = serde_json::from_slice::<Members<'_>>(body) else {
+    let Some(members) = Members::parse(body) else {
         return Edited::default();
     };
     let mut replaced: Vec<(&str, Option<String>)> = Vec::new();
@@ -44,7 +44,7 @@ pub fn edit_request(body: &[u8], edits: RequestEdits) -> Edited {
         }
     }
     let mut injected_usage = false;
-    if edits.include_usage && members.get("stream").is_some_and(|s| s.get() == "true") {
+    if edits.include_usage && members.get("stream") == Some("true") {
         match members.get("stream_options") {
             None => {
                 added.push(("stream_options", r#"{"include_usage":true}"#.into()));
@@ -69,12 +69,12 @@ pub fn edit_request(body: &[u8], edits: RequestEdits) -> Edited {
 
 /// `metadata` without its tracing-only keys: `None` when nothing changes, `Some(None)` when
 /// the whole member goes.
-fn strip_metadata(meta: &RawValue) -> Option<Option<String>> {
-    let members = serde_json::from_slice::<Members<'_>>(meta.get().as_bytes()).ok()?;
-    let kept: Vec<(String, &RawValue)> = members
+fn strip_metadata(meta: &str) -> Option<Option<String>> {
+    let members = Members::parse(meta.as_bytes())?;
+    let kept: Vec<_> = members
         .0
         .iter()
-        .filter(|(k, _)| !TRACING_METADATA_KEYS.contains(&k.as_str()))
+        .filter(|(k, _)| !TRACING_METADATA_KEYS.contains(&k.as_ref()))
         .cloned()
         .collect();
     if kept.len() == members.0.len() {
@@ -88,9 +88,9 @@ fn strip_metadata(meta: &RawValue) -> Option<Option<String>> {
 }
 
 /// `stream_options` with `include_usage: true`; `None` when it already is, or is not an object.
-fn with_include_usage(options: &RawValue) -> Option<String> {
-    let members = serde_json::from_slice::<Members<'_>>(options.get().as_bytes()).ok()?;
-    match members.get("include_usage").map(RawValue::get) {
+fn with_include_usage(options: &str) -> Option<String> {
+    let members = Members::parse(options.as_bytes())?;
+    match members.get("include_usage") {
         Some("true") => None,
         Some(_) => {
             String::from_utf8(members.encode(&[("include_usage", Some("true".into()))], &[])).ok()

@@ -235,6 +235,14 @@ impl<'a> Skim<'a> {
         self.skip_nested(0)
     }
 
+    /// Skips one value of any type, checking its syntax, and returns its text as written.
+    pub fn value_text(&mut self) -> Skimmed<&'a str> {
+        self.ws();
+        let start = self.at;
+        self.skip_value()?;
+        self.text.get(start..self.at).ok_or(Bail)
+    }
+
     fn skip_nested(&mut self, depth: usize) -> Skimmed<()> {
         if depth > MAX_DEPTH {
             return Err(Bail);
@@ -373,6 +381,13 @@ impl Template {
     }
 }
 
+/// The text of `json` when it is one JSON string without any escape, quotes included and
+/// nothing around them: then the text between the quotes is the string's value as it is.
+pub fn plain_string(json: &str) -> Option<&str> {
+    let inner = json.strip_prefix('"')?.strip_suffix('"')?;
+    (plain_run(inner.as_bytes()) == inner.len()).then_some(inner)
+}
+
 /// `a == b`, eight bytes at a time: slice equality goes through `memcmp`, which on
 /// `wasm32` is a byte-by-byte loop, and a template's prefix is most of every event.
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
@@ -446,6 +461,25 @@ fn plain_run(bytes: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_string_is_the_value_of_an_unescaped_string_only() {
+        let long = format!("\"{}\"", "plain words, no escapes ".repeat(40));
+        assert_eq!(plain_string(&long), Some(&long[1..long.len() - 1]));
+        assert_eq!(plain_string(r#""""#), Some(""));
+        assert_eq!(plain_string(r#""h\u00e9""#), None);
+        assert_eq!(plain_string(r#""a\nb""#), None);
+        assert_eq!(plain_string(r#""a"b""#), None);
+        assert_eq!(plain_string("\"a\u{1}b\""), None);
+        for other in ["", "\"", "null", "[\"a\"]", " \"a\"", "\"a\" "] {
+            assert_eq!(plain_string(other), None, "{other}");
+        }
+        // Where it answers, it answers what the full parser reads.
+        for text in [&long[..], r#""""#, r#""é ü 😀""#] {
+            let parsed: String = serde_json::from_str(text).unwrap_or_default();
+            assert_eq!(plain_string(text), Some(parsed.as_str()));
+        }
+    }
 
     /// Skips a whole document; Ok when the reader accepts it.
     fn skims(text: &str) -> bool {

@@ -74,8 +74,16 @@ impl Dispatch for HostDispatch {
 /// export updates mirror the exporter's counters.
 pub struct Metrics {
     ids: HashMap<String, Option<u32>>,
+    last: Option<LabelSet>,
     models: ModelLabels,
     sinks: Vec<SinkMetrics>,
+}
+
+/// The exchange metric ids of the last label set used: traffic mostly repeats one provider,
+/// model and route, and then no name is built or looked up.
+struct LabelSet {
+    labels: [String; 3],
+    ids: [Option<Option<u32>>; metrics::at::EXCHANGE_METRICS],
 }
 
 struct SinkMetrics {
@@ -126,6 +134,7 @@ impl Metrics {
         };
         Metrics {
             ids: HashMap::new(),
+            last: None,
             models: ModelLabels::new(max_models),
             sinks: sinks
                 .iter()
@@ -146,15 +155,25 @@ impl Metrics {
             .or(record.request_model.as_deref());
         let model = self.models.label(model);
         let labels = [record.provider.as_str(), model.as_str(), route];
-        for (name, value) in metrics::exchange_updates(record) {
-            let Some(metric) = metrics::find(name) else {
+        let last = match &mut self.last {
+            Some(set) if set.labels == labels => set,
+            other => other.insert(LabelSet {
+                labels: labels.map(str::to_string),
+                ids: [None; metrics::at::EXCHANGE_METRICS],
+            }),
+        };
+        for (at, value) in metrics::exchange_updates(record) {
+            let (Some(metric), Some(slot)) = (metrics::CATALOG.get(at), last.ids.get_mut(at))
+            else {
                 continue;
             };
-            let full = metrics::labelled(metric, &labels);
-            let id = *self
-                .ids
-                .entry(full)
-                .or_insert_with_key(|full| define(full, metric.kind));
+            let id = *slot.get_or_insert_with(|| {
+                let full = metrics::labelled(metric, &labels);
+                *self
+                    .ids
+                    .entry(full)
+                    .or_insert_with_key(|full| define(full, metric.kind))
+            });
             match metric.kind {
                 Kind::Histogram => {
                     if let Some(id) = id {

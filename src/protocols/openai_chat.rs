@@ -12,7 +12,7 @@ use super::{
     StreamFold,
 };
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
-use crate::skim::{Bail, RawStr, Seen, Skim, Skimmed, Template};
+use crate::skim::{self, Bail, RawStr, Seen, Skim, Skimmed, Template};
 use crate::sse::Event;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -134,6 +134,9 @@ fn tool_call_part(call: ToolCall) -> Part {
 
 /// `content` is a string, null, or an array of typed parts.
 fn content_parts(raw: &RawValue) -> Vec<Part> {
+    if let Some(text) = skim::plain_string(raw.get()) {
+        return vec![Part::Text(text.to_string())];
+    }
     if let Ok(text) = serde_json::from_slice::<Option<String>>(raw.get().as_bytes()) {
         return text.into_iter().map(Part::Text).collect();
     }

@@ -114,6 +114,8 @@ fn iterations(w: &Workload, effort: &Effort) -> usize {
 /// they share the machine's conditions (other processes come and go) and their ratio holds
 /// even when the absolute figures move.
 const TURN: usize = 20;
+/// How long the export between turns may wait for the collector's replies.
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
 
 /// One subject's host and how many exchanges it has run.
 struct Slot {
@@ -166,6 +168,12 @@ fn run_all(
                 run.samples.push(drive(&mut current.host, w, false)?);
             }
             current.runs += turn;
+            // Between turns, outside the timed window, the root's tick exports what the turn
+            // queued, as a gateway's tick does every flush interval: without it the queue would
+            // grow for the host's whole life, and every exchange would pay for touching fresh
+            // pages of linear memory, which no gateway in a steady state does.
+            current.host.host.tick();
+            current.host.host.pump(FLUSH_WAIT);
             let traps = current.host.host.traps();
             if !traps.is_empty() {
                 return Err(format!("{} {}: traps {traps:?}", subject.label, w.name));
