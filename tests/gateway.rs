@@ -515,5 +515,20 @@ fn exchange_metrics_carry_provider_model_and_route_labels() {
             Some(1)
         );
         assert_eq!(rig.host.metric_total("llm_tracer_requests_total"), Some(2));
+        // Back and forth between the label sets: each exchange lands under its own labels.
+        for name in ["basic", "stream_text", "basic"] {
+            let streamed = name == "stream_text";
+            rig.host
+                .exchange(&chat(name, 200, streamed, Chunking::Whole));
+        }
+        let metric = |base: &str| rig.host.metric(&format!("{base}{labels}"));
+        assert_eq!(metric("llm_tracer_requests_total"), Some(3), "{p:?}");
+        assert_eq!(metric("llm_tracer_input_tokens_total"), Some(63));
+        assert_eq!(
+            rig.host
+                .metric(&format!("llm_tracer_requests_total{other}")),
+            Some(2)
+        );
+        assert_eq!(rig.host.metric_total("llm_tracer_requests_total"), Some(5));
     }
 }
