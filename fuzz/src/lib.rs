@@ -9,6 +9,8 @@
 //! * `decode`: output stays under the limit, and a body that decodes whole decodes to the same
 //!   bytes when cut into chunks;
 //! * `protocols`, `capture`: whatever was parsed, both sinks encode the record as valid JSON;
+//! * `protocols`: a body's top-level members written back make the same JSON value, and the
+//!   request edits give JSON;
 //! * `config`: a configuration that parses drives the exporter without a panic, and every
 //!   export body it dispatches is JSON.
 
@@ -22,13 +24,16 @@ use llm_tracer::capture::{Capture, RequestStart};
 use llm_tracer::config::Config;
 use llm_tracer::decode::BodyDecoder;
 use llm_tracer::export::{Dispatch, DispatchError, Exporter};
+use llm_tracer::json::Members;
 use llm_tracer::protocols::{self, anthropic_messages, openai_chat, Protocol, StreamFold};
 use llm_tracer::record::TraceRecord;
+use llm_tracer::rewrite::{self, RequestEdits};
 use llm_tracer::sinks::langfuse::LangfuseSink;
 use llm_tracer::sinks::opik::OpikSink;
 use llm_tracer::sinks::Sink;
 use llm_tracer::sse::{Event, SseDecoder};
 use serde::de::IgnoredAny;
+use serde_json::Value;
 use std::rc::Rc;
 
 /// A harness: runs one input, panics when a property fails.
@@ -203,7 +208,29 @@ pub fn protocols(data: &[u8]) {
         ),
         _ => {}
     }
+    body_members(body);
     export(record);
+}
+
+/// The request body's top-level members, as the context and the request edits read them:
+/// written back, they make the same JSON value; the edits never panic.
+fn body_members(body: &[u8]) {
+    if let Some(members) = Members::parse(body) {
+        let again = members.encode(&[], &[]);
+        // Numbers out of `f64` range are refused by `Value` only; compare where it reads.
+        if let Ok(original) = serde_json::from_slice::<Value>(body) {
+            assert!(original.is_object(), "members of a body that is no object");
+            let encoded = serde_json::from_slice::<Value>(&again).ok();
+            assert_eq!(Some(original), encoded, "written back, the members change");
+        }
+    }
+    let edits = RequestEdits {
+        strip_metadata: true,
+        include_usage: true,
+    };
+    if let Some(edited) = rewrite::edit_request(body, edits).body {
+        assert!(serde_json::from_slice::<IgnoredAny>(&edited).is_ok());
+    }
 }
 
 /// A fold's fast readers (skimming and the repeated-event template) give what its full parser
