@@ -758,6 +758,34 @@ pub fn fingerprint(key: &str) -> String {
     sha256::hex_digest(key.as_bytes())
 }
 
+/// The fingerprint of the last API key seen: callers mostly present the same key again, and
+/// then its SHA-256 is not computed again. It holds that one key in memory and never shows it
+/// (its `Debug` prints nothing of it).
+#[derive(Default)]
+pub struct KeyPrints {
+    last: Option<(String, String)>,
+}
+
+impl KeyPrints {
+    /// [`fingerprint`] of `key`, computed only when `key` is not the last one asked for.
+    pub fn fingerprint(&mut self, key: &str) -> String {
+        match &self.last {
+            Some((last, print)) if last == key => print.clone(),
+            _ => {
+                let print = fingerprint(key);
+                self.last = Some((key.to_string(), print.clone()));
+                print
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for KeyPrints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyPrints { .. }")
+    }
+}
+
 /// Resolves an exchange's context from headers and defaults (the body comes later, through
 /// [`Context::apply_body`]): headers, then the caller's API-key defaults, then the route's,
 /// then the configuration's.
@@ -766,9 +794,19 @@ pub fn resolve(
     route: Option<&Defaults>,
     header: &dyn Fn(&str) -> Option<String>,
 ) -> Context {
+    resolve_with(config, route, header, &mut KeyPrints::default())
+}
+
+/// [`resolve`], with the API-key fingerprints kept in `prints` from one exchange to the next.
+pub fn resolve_with(
+    config: &ContextConfig,
+    route: Option<&Defaults>,
+    header: &dyn Fn(&str) -> Option<String>,
+    prints: &mut KeyPrints,
+) -> Context {
     let mut ctx = Context::from_headers(config, header);
     if let Some(key) = presented_key(header) {
-        let print = fingerprint(&key);
+        let print = prints.fingerprint(&key);
         if let Some(d) = config.key_defaults(&print) {
             ctx.fill_defaults(d);
         }

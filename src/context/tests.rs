@@ -347,3 +347,20 @@ fn defaults_errors_name_the_path() {
         assert!(err.to_string().contains(path), "{err}");
     }
 }
+
+#[test]
+fn key_prints_answer_each_key_its_own_fingerprint() {
+    let mut prints = KeyPrints::default();
+    for key in ["sk-a", "sk-a", "sk-b", "sk-a", "", "sk-b", "sk-b"] {
+        assert_eq!(prints.fingerprint(key), fingerprint(key), "{key}");
+    }
+    assert!(!format!("{prints:?}").contains("sk-"), "Debug shows no key");
+    let h = headers(&[("authorization", "Bearer sk-test-123456")]);
+    let c = ContextConfig::default();
+    let once = resolve(&c, None, &h);
+    let mut prints = KeyPrints::default();
+    for _ in 0..3 {
+        let kept = resolve_with(&c, None, &h, &mut prints);
+        assert_eq!(kept.metadata, once.metadata);
+    }
+}

@@ -76,10 +76,11 @@ impl FilterHttp {
         // One hostcall for every header the context looks up, instead of one per name.
         let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
         let lookup = |name: &str| first_header(&headers, name);
-        let mut ctx = context::resolve(
+        let mut ctx = context::resolve_with(
             &config.context,
             route.and_then(|r| r.context.as_ref()),
             &lookup,
+            &mut active.key_prints.borrow_mut(),
         );
         if config.context.gateway_metadata {
             gateway_metadata(&mut ctx, active.envoy);

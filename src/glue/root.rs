@@ -6,6 +6,7 @@
 use super::host::{self, HostDispatch, Metrics};
 use super::http::FilterHttp;
 use crate::config::{Config, LogLevel};
+use crate::context::KeyPrints;
 use crate::export::Exporter;
 use crate::ids::IdGen;
 use proxy_wasm::hostcalls;
@@ -23,6 +24,8 @@ pub struct Active {
     pub exporter: RefCell<Exporter>,
     /// Id generator.
     pub ids: RefCell<IdGen>,
+    /// The last API key's fingerprint.
+    pub key_prints: RefCell<KeyPrints>,
     /// Metric handles, when metrics are enabled.
     pub metrics: Option<RefCell<Metrics>>,
     /// The host is Envoy (it has `plugin_vm_id`); otherwise Kong.
@@ -149,6 +152,7 @@ fn activate(config: Config) -> Active {
         envoy: host::property(&["plugin_vm_id"]).is_some(),
         exporter: RefCell::new(exporter),
         ids: RefCell::new(IdGen::new(host::random_seed())),
+        key_prints: RefCell::new(KeyPrints::default()),
         metrics,
         config,
     }

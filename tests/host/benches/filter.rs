@@ -296,8 +296,11 @@ fn hostcall_share(subject: &Subject, effort: &Effort, collector: &Collector) -> 
         "## Share of hostcalls in the guest time ({})\n",
         subject.label
     );
-    println!("| workload | median guest µs (timing hostcalls too) | of which hostcalls | share |");
-    println!("|---|---:|---:|---:|");
+    println!(
+        "| workload | median guest µs (timing hostcalls too) | of which hostcalls | share \
+         | request phase (median) | of which hostcalls |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
     for w in workloads() {
         let n = iterations(&w, effort).div_ceil(4);
         let mut runs = run_all(std::slice::from_ref(subject), &w, n, true, collector)?;
@@ -312,10 +315,12 @@ fn hostcall_share(subject: &Subject, effort: &Effort, collector: &Collector) -> 
             100.0 * calls.as_secs_f64() / total.as_secs_f64()
         };
         println!(
-            "| {} | {} | {} | {share:.0} % |",
+            "| {} | {} | {} | {share:.0} % | {} | {} |",
             w.name,
             us(total),
-            us(calls)
+            us(calls),
+            us(r.stats(|t| t.request.callbacks).median),
+            us(r.stats(|t| t.request.hostcalls).median)
         );
     }
     println!();
