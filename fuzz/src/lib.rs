@@ -180,17 +180,11 @@ pub fn protocols(data: &[u8]) {
             event: String::new(),
             data: body.to_vec(),
         });
-        let mut framing = match protocol {
+        let framing = match protocol {
             Protocol::OllamaChat | Protocol::OllamaGenerate => SseDecoder::ndjson(1 << 20),
             _ => SseDecoder::new(1 << 20),
         };
-        framing.push(body, &mut |e| {
-            fold.push(e);
-        });
-        framing.finish(&mut |e| {
-            fold.push(e);
-        });
-        fold.finish(&mut record);
+        protocols::fold_body(fold, framing, body, &mut record);
     }
     match protocol {
         Protocol::OpenAiChat => {
@@ -236,16 +230,9 @@ fn body_members(body: &[u8]) {
 /// A fold's fast readers (skimming and the repeated-event template) give what its full parser
 /// gives for the whole stream.
 fn fast_readers_agree(body: &[u8], fast: Box<dyn StreamFold>, full: Box<dyn StreamFold>) {
-    let fold = |mut fold: Box<dyn StreamFold>| {
-        let mut framing = SseDecoder::new(1 << 20);
-        framing.push(body, &mut |e| {
-            fold.push(e);
-        });
-        framing.finish(&mut |e| {
-            fold.push(e);
-        });
+    let fold = |fold: Box<dyn StreamFold>| {
         let mut record = TraceRecord::default();
-        fold.finish(&mut record);
+        protocols::fold_body(fold, SseDecoder::new(1 << 20), body, &mut record);
         record
     };
     assert_eq!(fold(fast), fold(full));

@@ -881,16 +881,9 @@ mod tests {
     }
 
     fn fold_with(fold: MessagesStream, events: &[u8]) -> TraceRecord {
-        let mut decoder = SseDecoder::new(1 << 20);
-        let mut fold: Box<dyn StreamFold> = Box::new(fold);
-        decoder.push(events, &mut |e| {
-            fold.push(e);
-        });
-        decoder.finish(&mut |e| {
-            fold.push(e);
-        });
         let mut record = TraceRecord::default();
-        fold.finish(&mut record);
+        let framing = SseDecoder::new(1 << 20);
+        crate::protocols::fold_body(Box::new(fold), framing, events, &mut record);
         record
     }
 

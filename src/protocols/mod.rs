@@ -16,7 +16,7 @@ pub mod vllm_generate;
 mod wire;
 
 use crate::record::{ErrorInfo, TraceRecord};
-use crate::sse::Event;
+use crate::sse::{Event, SseDecoder};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use std::fmt;
@@ -318,6 +318,23 @@ pub trait StreamFold {
     fn push(&mut self, event: &Event) -> ChunkEffect;
     /// Writes what was folded into `record`.
     fn finish(self: Box<Self>, record: &mut TraceRecord);
+}
+
+/// Folds a whole body with `fold`: every event `framing` decodes from `body`, then the record,
+/// as a capture does chunk by chunk (the tests and fuzz harnesses compare folds with it).
+pub fn fold_body(
+    mut fold: Box<dyn StreamFold>,
+    mut framing: SseDecoder,
+    body: &[u8],
+    record: &mut TraceRecord,
+) {
+    framing.push(body, &mut |e| {
+        fold.push(e);
+    });
+    framing.finish(&mut |e| {
+        fold.push(e);
+    });
+    fold.finish(record);
 }
 
 /// A body that could not be understood.

@@ -876,17 +876,10 @@ mod tests {
     }
 
     /// Folds `body` as an event stream with `fold`.
-    fn fold_with(mut fold: super::ChatStream, body: &[u8]) -> crate::record::TraceRecord {
-        use super::StreamFold;
-        let mut decoder = crate::sse::SseDecoder::new(1 << 20);
-        decoder.push(body, &mut |e| {
-            fold.push(e);
-        });
-        decoder.finish(&mut |e| {
-            fold.push(e);
-        });
+    fn fold_with(fold: super::ChatStream, body: &[u8]) -> crate::record::TraceRecord {
         let mut record = crate::record::TraceRecord::default();
-        Box::new(fold).finish(&mut record);
+        let framing = crate::sse::SseDecoder::new(1 << 20);
+        crate::protocols::fold_body(Box::new(fold), framing, body, &mut record);
         record
     }
 
