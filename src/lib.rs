@@ -14,6 +14,7 @@ pub mod export;
 pub mod ids;
 pub mod json;
 pub mod metrics;
+pub mod objects;
 pub mod policy;
 pub mod pricing;
 pub mod protocols;

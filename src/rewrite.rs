@@ -9,6 +9,7 @@
 
 use crate::context::TRACING_METADATA_KEYS;
 use crate::json::Members;
+use crate::objects;
 use serde_json::value::RawValue;
 
 /// What to change in a request body.
@@ -214,7 +215,7 @@ struct UsageProbe<'a> {
 }
 
 fn is_usage_only(data: &[u8]) -> bool {
-    match serde_json::from_slice::<UsageProbe<'_>>(data) {
+    match objects::from_slice::<UsageProbe<'_>>(data) {
         Ok(probe) => {
             probe.choices.is_some_and(|c| c.is_empty())
                 && probe

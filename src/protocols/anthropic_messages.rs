@@ -15,6 +15,7 @@ use super::{
     inline_media, item_slot, set_once, sort_by_index, Budget, ChunkEffect, ProtocolError,
     StreamFold,
 };
+use crate::objects;
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::skim::{Bail, RawStr, Seen, Skim, Skimmed, Template};
 use crate::sse::Event;
@@ -85,7 +86,7 @@ struct Source<'a> {
 /// # Errors
 /// [`ProtocolError::Json`] when the body is not a Messages request.
 pub fn parse_request(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
-    let req: MessagesRequest<'_> = serde_json::from_slice(body).map_err(ProtocolError::json)?;
+    let req: MessagesRequest<'_> = objects::from_slice(body).map_err(ProtocolError::json)?;
     record.request_model = req
         .model
         .filter(|m| !m.is_empty())
@@ -187,7 +188,7 @@ fn kind_of(raw: &RawValue) -> Option<String> {
         #[serde(rename = "type")]
         kind: Option<String>,
     }
-    serde_json::from_slice::<Typed>(raw.get().as_bytes())
+    objects::from_slice::<Typed>(raw.get().as_bytes())
         .ok()?
         .kind
 }
@@ -202,7 +203,7 @@ fn other(kind: String, raw: &RawValue) -> Part {
 /// Appends the parts of one block to `parts`; a `tool_result` block is returned instead, as
 /// the id of the call it answers and its content.
 fn block_into(raw: &RawValue, parts: &mut Vec<Part>) -> Option<(String, Vec<Part>)> {
-    let Ok(block) = serde_json::from_slice::<Block<'_>>(raw.get().as_bytes()) else {
+    let Ok(block) = objects::from_slice::<Block<'_>>(raw.get().as_bytes()) else {
         let kind = kind_of(raw).unwrap_or_else(|| "unknown".into());
         parts.push(match kind.as_str() {
             // Media the typed parse could not read: never copy its bytes.
@@ -347,7 +348,7 @@ impl From<WireUsage> for Usage {
 /// # Errors
 /// [`ProtocolError::Json`] when the body is not a message.
 pub fn parse_response(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
-    let resp: MessagesResponse<'_> = serde_json::from_slice(body).map_err(ProtocolError::json)?;
+    let resp: MessagesResponse<'_> = objects::from_slice(body).map_err(ProtocolError::json)?;
     if let Some(err) = resp.error {
         record.error = Some(err.into());
     }
@@ -403,7 +404,7 @@ impl From<WireError> for ErrorInfo {
 /// its `error.type` (`invalid_request_error`, `overloaded_error`, …) and message. `None` when
 /// the body carries no recognisable error.
 pub fn parse_error(body: &[u8]) -> Option<ErrorInfo> {
-    let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
+    let parsed: ErrorBody = objects::from_slice(body).ok()?;
     parsed.error.map(ErrorInfo::from)
 }
 
@@ -633,7 +634,7 @@ impl MessagesStream {
                 return effect;
             }
         }
-        let Ok(event) = serde_json::from_slice::<StreamEvent<'_>>(data) else {
+        let Ok(event) = objects::from_slice::<StreamEvent<'_>>(data) else {
             self.malformed += 1;
             return ChunkEffect::Quiet;
         };
@@ -689,7 +690,7 @@ impl MessagesStream {
     }
 
     fn start_block(&mut self, index: u64, raw: &RawValue) -> ChunkEffect {
-        let block = serde_json::from_slice::<Block<'_>>(raw.get().as_bytes()).ok();
+        let block = objects::from_slice::<Block<'_>>(raw.get().as_bytes()).ok();
         if block.is_none() && kind_of(raw).is_none() {
             self.malformed += 1;
             return ChunkEffect::Quiet;

@@ -17,6 +17,7 @@ use super::{
     inline_media, item_slot, set_once, sort_by_index, Budget, ChunkEffect, ProtocolError,
     StreamFold,
 };
+use crate::objects;
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::sse::Event;
 use serde::de::IgnoredAny;
@@ -139,7 +140,7 @@ enum Parsed {
 }
 
 fn parse_part(raw: &RawValue) -> Parsed {
-    let Ok(part) = serde_json::from_slice::<WirePart<'_>>(raw.get().as_bytes()) else {
+    let Ok(part) = objects::from_slice::<WirePart<'_>>(raw.get().as_bytes()) else {
         return other_part(raw);
     };
     if let Some(text) = part.text {
@@ -255,7 +256,7 @@ fn model_and_method(path: &str) -> Option<(&str, &str)> {
 /// # Errors
 /// [`ProtocolError::Json`] when the body is not a generate-content request.
 pub fn parse_request(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
-    let req: GenerateRequest<'_> = serde_json::from_slice(body).map_err(ProtocolError::json)?;
+    let req: GenerateRequest<'_> = objects::from_slice(body).map_err(ProtocolError::json)?;
     let (model, method) = model_and_method(&record.path).unwrap_or_default();
     record.request_model = Some(model.to_string()).filter(|m| !m.is_empty());
     let config = req.generation_config.unwrap_or_default();
@@ -290,7 +291,7 @@ fn system_parts(raw: &RawValue) -> Vec<Part> {
     if let Ok(text) = serde_json::from_slice::<String>(raw.get().as_bytes()) {
         return vec![Part::Text(text)];
     }
-    let Ok(content) = serde_json::from_slice::<Content<'_>>(raw.get().as_bytes()) else {
+    let Ok(content) = objects::from_slice::<Content<'_>>(raw.get().as_bytes()) else {
         return Vec::new();
     };
     let mut parts = Vec::new();
@@ -459,8 +460,7 @@ pub fn parse_response(body: &[u8], record: &mut TraceRecord) -> Result<(), Proto
             fold.push_data(item.get().as_bytes());
         }
     } else {
-        let resp: GenerateResponse<'_> =
-            serde_json::from_slice(body).map_err(ProtocolError::json)?;
+        let resp: GenerateResponse<'_> = objects::from_slice(body).map_err(ProtocolError::json)?;
         fold.apply(resp);
     }
     fold.finish_into(record);
@@ -483,7 +483,7 @@ pub fn parse_error(body: &[u8]) -> Option<ErrorInfo> {
 }
 
 fn error_of(body: &[u8]) -> Option<ErrorInfo> {
-    let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
+    let parsed: ErrorBody = objects::from_slice(body).ok()?;
     parsed.error.map(ErrorInfo::from)
 }
 
@@ -533,7 +533,7 @@ impl GeminiStream {
         if data == b"[DONE]" {
             return ChunkEffect::Done;
         }
-        match serde_json::from_slice::<GenerateResponse<'_>>(data) {
+        match objects::from_slice::<GenerateResponse<'_>>(data) {
             Ok(resp) => self.apply(resp),
             Err(_) => {
                 self.malformed += 1;

@@ -15,6 +15,7 @@ pub mod openai_responses;
 pub mod vllm_generate;
 mod wire;
 
+use crate::objects;
 use crate::record::{ErrorInfo, TraceRecord};
 use crate::sse::{Event, SseDecoder};
 use serde::de::IgnoredAny;
@@ -96,7 +97,7 @@ impl Protocol {
     /// top-level keys it has (`contents`, `messages`, `prompt`, `input`, …). Only the keys are
     /// looked at; values are skipped without being built.
     pub fn sniff(body: &[u8]) -> Option<Protocol> {
-        let shape: Shape<'_> = serde_json::from_slice(body).ok()?;
+        let shape: Shape<'_> = objects::from_slice(body).ok()?;
         let has = |v: &Option<IgnoredAny>| v.is_some();
         if has(&shape.contents) {
             return Some(Protocol::Gemini);

@@ -25,6 +25,7 @@ use super::wire::{lenient, stop_list, Stop};
 use super::{
     inline_media, media_placeholder, set_once, Budget, ChunkEffect, ProtocolError, StreamFold,
 };
+use crate::objects;
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::sse::Event;
 use serde::Deserialize;
@@ -54,7 +55,7 @@ impl Options {
     /// array positionally).
     fn from_raw(raw: Option<&RawValue>) -> Options {
         raw.filter(|r| r.get().starts_with('{'))
-            .and_then(|r| serde_json::from_slice(r.get().as_bytes()).ok())
+            .and_then(|r| objects::from_slice(r.get().as_bytes()).ok())
             .unwrap_or_default()
     }
 
@@ -146,7 +147,7 @@ struct GenerateRequest<'a> {
 /// # Errors
 /// [`ProtocolError::Json`] when the body is not a JSON object of the chat request's shape.
 pub fn parse_chat_request(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
-    let req: ChatRequest<'_> = serde_json::from_slice(body).map_err(ProtocolError::json)?;
+    let req: ChatRequest<'_> = objects::from_slice(body).map_err(ProtocolError::json)?;
     record.request_model = req.model;
     record.params = Options::from_raw(req.options).params(req.stream);
     record.tools_json = req
@@ -225,7 +226,7 @@ fn sniff_image_type(base64: &str) -> &'static str {
 
 /// `tool_calls`: complete calls (Ollama sends no argument deltas), arguments as JSON text.
 fn tool_call_parts(raw: &RawValue) -> Vec<Part> {
-    let Ok(calls) = serde_json::from_slice::<Vec<WireToolCall<'_>>>(raw.get().as_bytes()) else {
+    let Ok(calls) = objects::from_slice::<Vec<WireToolCall<'_>>>(raw.get().as_bytes()) else {
         return Vec::new();
     };
     calls
@@ -253,7 +254,7 @@ fn arguments_text(raw: &RawValue) -> String {
 /// # Errors
 /// [`ProtocolError::Json`] when the body is not a JSON object of the generate request's shape.
 pub fn parse_generate_request(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
-    let req: GenerateRequest<'_> = serde_json::from_slice(body).map_err(ProtocolError::json)?;
+    let req: GenerateRequest<'_> = objects::from_slice(body).map_err(ProtocolError::json)?;
     record.request_model = req.model;
     record.params = Options::from_raw(req.options).params(req.stream);
     let mut messages: Vec<Message> = req
@@ -334,7 +335,7 @@ fn error_info(raw: &RawValue) -> Option<ErrorInfo> {
             message,
         });
     }
-    let obj: ErrorObject = serde_json::from_slice(raw.get().as_bytes()).ok()?;
+    let obj: ErrorObject = objects::from_slice(raw.get().as_bytes()).ok()?;
     Some(ErrorInfo {
         kind: obj.kind.unwrap_or_else(|| "error".into()),
         message: obj.message.unwrap_or_default(),
@@ -349,7 +350,7 @@ pub fn parse_error(body: &[u8]) -> Option<ErrorInfo> {
         #[serde(borrow)]
         error: Option<&'a RawValue>,
     }
-    let parsed: ErrorBody<'_> = serde_json::from_slice(body).ok()?;
+    let parsed: ErrorBody<'_> = objects::from_slice(body).ok()?;
     parsed.error.and_then(error_info)
 }
 
@@ -374,7 +375,7 @@ pub fn parse_generate_response(body: &[u8], record: &mut TraceRecord) -> Result<
 /// its lines in one body) is folded line by line.
 fn parse_whole(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
     let mut fold = OllamaStream::new(usize::MAX);
-    match serde_json::from_slice::<Line<'_>>(body) {
+    match objects::from_slice::<Line<'_>>(body) {
         Ok(line) => {
             fold.apply(line);
         }
@@ -444,7 +445,7 @@ impl OllamaStream {
         if trimmed.is_empty() {
             return ChunkEffect::Quiet;
         }
-        match serde_json::from_slice::<Line<'_>>(trimmed) {
+        match objects::from_slice::<Line<'_>>(trimmed) {
             Ok(line) => self.apply(line),
             Err(_) => {
                 self.malformed += 1;

@@ -11,6 +11,7 @@ use super::{
     item_slot, media_placeholder, set_once_from, sort_by_index, Budget, ChunkEffect, ProtocolError,
     StreamFold,
 };
+use crate::objects;
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::skim::{self, Bail, RawStr, Seen, Skim, Skimmed, Template};
 use crate::sse::Event;
@@ -94,7 +95,7 @@ struct InputAudio {
 /// # Errors
 /// [`ProtocolError::Json`] when the body is not a chat completion request.
 pub fn parse_request(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
-    let req: ChatRequest<'_> = serde_json::from_slice(body).map_err(ProtocolError::json)?;
+    let req: ChatRequest<'_> = objects::from_slice(body).map_err(ProtocolError::json)?;
     record.request_model = req.model;
     record.params = Params {
         temperature: req.temperature,
@@ -154,7 +155,7 @@ fn content_part(raw: &RawValue) -> Part {
         kind,
         json: raw.get().to_string(),
     };
-    let Ok(part) = serde_json::from_slice::<ContentPart>(raw.get().as_bytes()) else {
+    let Ok(part) = objects::from_slice::<ContentPart>(raw.get().as_bytes()) else {
         return other("unknown".into());
     };
     match (
@@ -213,7 +214,7 @@ struct OutMessage {
 /// # Errors
 /// [`ProtocolError::Json`] when the body is not a chat completion.
 pub fn parse_response(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
-    let resp: ChatResponse = serde_json::from_slice(body).map_err(ProtocolError::json)?;
+    let resp: ChatResponse = objects::from_slice(body).map_err(ProtocolError::json)?;
     record.response_id = resp.id;
     record.response_model = resp.model;
     record.system_fingerprint = resp.system_fingerprint;
@@ -275,7 +276,7 @@ enum ErrorDetail {
 /// The provider's error, from an error body (`{"error":{"message","type","code"}}`) or a
 /// mid-stream error event. `None` when the body carries no recognisable error.
 pub fn parse_error(body: &[u8]) -> Option<ErrorInfo> {
-    let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
+    let parsed: ErrorBody = objects::from_slice(body).ok()?;
     match parsed.error {
         Some(detail) => Some(error_info(detail)),
         None if parsed.object.as_deref() == Some("error") => {
@@ -455,7 +456,7 @@ impl ChatStream {
         } else {
             Err(Bail)
         };
-        let Ok(chunk) = skimmed.or_else(|Bail| serde_json::from_slice(trimmed)) else {
+        let Ok(chunk) = skimmed.or_else(|Bail| objects::from_slice(trimmed)) else {
             self.malformed += 1;
             return ChunkEffect::Quiet;
         };
@@ -805,7 +806,7 @@ pub fn skim_agrees(data: &[u8]) -> bool {
     let Ok((fast, _)) = skim_chunk(data) else {
         return true;
     };
-    match serde_json::from_slice::<Chunk<'_>>(data) {
+    match objects::from_slice::<Chunk<'_>>(data) {
         Ok(full) => view(&fast) == view(&full),
         Err(_) => false,
     }

@@ -15,6 +15,7 @@
 use super::openai_embeddings::TextInputs;
 use super::wire::{stop_list, OpenAiUsage, Stop};
 use super::{item_slot, set_once, sort_by_index, Budget, ChunkEffect, ProtocolError, StreamFold};
+use crate::objects;
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::sse::Event;
 use serde::de::IgnoredAny;
@@ -41,7 +42,7 @@ struct CompletionRequest {
 /// # Errors
 /// [`ProtocolError::Json`] when the body is not a completion request.
 pub fn parse_request(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
-    let req: CompletionRequest = serde_json::from_slice(body).map_err(ProtocolError::json)?;
+    let req: CompletionRequest = objects::from_slice(body).map_err(ProtocolError::json)?;
     record.request_model = req.model;
     record.params = Params {
         temperature: req.temperature,
@@ -104,7 +105,7 @@ fn assistant(text: String) -> Message {
 /// # Errors
 /// [`ProtocolError::Json`] when the body is not a completion.
 pub fn parse_response(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
-    let resp: CompletionResponse = serde_json::from_slice(body).map_err(ProtocolError::json)?;
+    let resp: CompletionResponse = objects::from_slice(body).map_err(ProtocolError::json)?;
     record.response_id = resp.id.filter(|s| !s.is_empty());
     record.response_model = resp.model.filter(|s| !s.is_empty());
     record.system_fingerprint = resp.system_fingerprint.filter(|s| !s.is_empty());
@@ -196,7 +197,7 @@ impl CompletionStream {
         if trimmed.is_empty() {
             return ChunkEffect::Quiet;
         }
-        let Ok(chunk) = serde_json::from_slice::<Chunk>(trimmed) else {
+        let Ok(chunk) = objects::from_slice::<Chunk>(trimmed) else {
             self.malformed += 1;
             return ChunkEffect::Quiet;
         };
@@ -205,7 +206,7 @@ impl CompletionStream {
                 self.error = Some(err);
             }
         } else if chunk.object.as_deref() == Some("error") {
-            let flat = serde_json::from_slice::<FlatError>(trimmed).ok();
+            let flat = objects::from_slice::<FlatError>(trimmed).ok();
             let (kind, message) = flat.map_or((None, None), |f| (f.kind, f.message));
             self.error = Some(ErrorInfo {
                 kind: kind

@@ -14,6 +14,7 @@
 //! Nothing here calls the host.
 
 use super::ProtocolError;
+use crate::objects;
 use crate::record::{Message, Part, TraceRecord, Usage};
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -198,7 +199,7 @@ struct EmbeddingsRequest {
 /// # Errors
 /// [`ProtocolError::Json`] when the body is not an embeddings request.
 pub fn parse_request(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
-    let req: EmbeddingsRequest = serde_json::from_slice(body).map_err(ProtocolError::json)?;
+    let req: EmbeddingsRequest = objects::from_slice(body).map_err(ProtocolError::json)?;
     record.request_model = req.model;
     let Some(TextInputs(inputs)) = req.input else {
         return Ok(());
@@ -238,7 +239,7 @@ struct WireUsage {
 /// # Errors
 /// [`ProtocolError::Json`] when the body is not an embeddings list.
 pub fn parse_response(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
-    let resp: EmbeddingsResponse = serde_json::from_slice(body).map_err(ProtocolError::json)?;
+    let resp: EmbeddingsResponse = objects::from_slice(body).map_err(ProtocolError::json)?;
     record.response_model = resp.model.filter(|m| !m.is_empty());
     if let Some(u) = resp.usage {
         record.usage = Usage {

@@ -32,6 +32,7 @@ use super::{
     inline_media, item_slot, media_placeholder, set_once, sort_by_index, Budget, ChunkEffect,
     ProtocolError, StreamFold,
 };
+use crate::objects;
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::sse::Event;
 use serde::Deserialize;
@@ -62,7 +63,7 @@ struct ResponsesRequest<'a> {
 /// # Errors
 /// [`ProtocolError::Json`] when the body is not a Responses request.
 pub fn parse_request(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
-    let req: ResponsesRequest<'_> = serde_json::from_slice(body).map_err(ProtocolError::json)?;
+    let req: ResponsesRequest<'_> = objects::from_slice(body).map_err(ProtocolError::json)?;
     record.request_model = req.model;
     record.params = Params {
         temperature: req.temperature,
@@ -217,7 +218,7 @@ fn classify(raw: &RawValue) -> Classified {
     if raw.get() == "null" {
         return Classified::Nothing;
     }
-    let Ok(item) = serde_json::from_slice::<Item<'_>>(raw.get().as_bytes()) else {
+    let Ok(item) = objects::from_slice::<Item<'_>>(raw.get().as_bytes()) else {
         return Classified::Message {
             role: "user".into(),
             parts: vec![other_part("unknown", raw)],
@@ -308,7 +309,7 @@ fn content_parts(raw: &RawValue) -> Vec<Part> {
 }
 
 fn content_part(raw: &RawValue) -> Part {
-    let Ok(part) = serde_json::from_slice::<InPart<'_>>(raw.get().as_bytes()) else {
+    let Ok(part) = objects::from_slice::<InPart<'_>>(raw.get().as_bytes()) else {
         return other_part("unknown", raw);
     };
     let described = match part.kind.as_str() {
@@ -400,7 +401,7 @@ fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
 /// A URL given as a string or as `{"url": …}`.
 fn url_text(raw: &RawValue) -> Option<Cow<'_, str>> {
     json_str(raw).or_else(|| {
-        serde_json::from_slice::<UrlObject<'_>>(raw.get().as_bytes())
+        objects::from_slice::<UrlObject<'_>>(raw.get().as_bytes())
             .ok()
             .and_then(|o| json_str(o.url))
     })
@@ -522,7 +523,7 @@ fn scalar_text(raw: &RawValue) -> Option<String> {
 }
 
 fn response_error(raw: &RawValue) -> Option<ErrorInfo> {
-    let err = serde_json::from_slice::<Option<WireError<'_>>>(raw.get().as_bytes()).ok()??;
+    let err = objects::from_slice::<Option<WireError<'_>>>(raw.get().as_bytes()).ok()??;
     Some(err.info("failed"))
 }
 
@@ -658,7 +659,7 @@ fn write_choice(record: &mut TraceRecord, parts: Vec<Part>, finish_reason: Optio
 /// # Errors
 /// [`ProtocolError::Json`] when the body is not a response object.
 pub fn parse_response(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
-    let resp: ResponseObject<'_> = serde_json::from_slice(body).map_err(ProtocolError::json)?;
+    let resp: ResponseObject<'_> = objects::from_slice(body).map_err(ProtocolError::json)?;
     let folded = fold_response(resp, usize::MAX);
     record.response_id = folded.id;
     record.response_model = folded.model;
@@ -842,7 +843,7 @@ impl ResponsesStream {
         if data.is_empty() {
             return ChunkEffect::Quiet;
         }
-        let Ok(ev) = serde_json::from_slice::<StreamEvent<'_>>(data) else {
+        let Ok(ev) = objects::from_slice::<StreamEvent<'_>>(data) else {
             self.malformed += 1;
             return ChunkEffect::Quiet;
         };
@@ -905,7 +906,7 @@ impl ResponsesStream {
     }
 
     fn response_object<'r>(&mut self, raw: &'r RawValue) -> Option<ResponseObject<'r>> {
-        let parsed = serde_json::from_slice::<ResponseObject<'_>>(raw.get().as_bytes()).ok();
+        let parsed = objects::from_slice::<ResponseObject<'_>>(raw.get().as_bytes()).ok();
         if parsed.is_none() {
             self.malformed += 1;
         }
@@ -939,7 +940,7 @@ impl ResponsesStream {
             self.malformed += 1;
             return ChunkEffect::Quiet;
         };
-        let call = serde_json::from_slice::<Item<'_>>(raw.get().as_bytes())
+        let call = objects::from_slice::<Item<'_>>(raw.get().as_bytes())
             .ok()
             .and_then(|item| match item.kind.as_deref() {
                 Some("function_call" | "custom_tool_call") => Some((
@@ -1058,7 +1059,7 @@ impl ResponsesStream {
             Some(_) => {
                 super::openai_chat::parse_error(data).or_else(|| ev.error.and_then(response_error))
             }
-            None => serde_json::from_slice::<WireError<'_>>(data)
+            None => objects::from_slice::<WireError<'_>>(data)
                 .ok()
                 .map(|e| e.info("error")),
         };

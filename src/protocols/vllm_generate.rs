@@ -22,6 +22,7 @@
 
 use super::wire::{lenient, stop_list, Stop};
 use super::{Budget, ChunkEffect, ProtocolError, StreamFold};
+use crate::objects;
 use crate::record::{Choice, Message, Params, Part, TraceRecord};
 use crate::sse::Event;
 use serde::Deserialize;
@@ -64,7 +65,7 @@ struct TextPrompt {
 /// # Errors
 /// [`ProtocolError::Json`] when the body is not a JSON object of the request's shape.
 pub fn parse_request(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
-    let req: GenerateRequest<'_> = serde_json::from_slice(body).map_err(ProtocolError::json)?;
+    let req: GenerateRequest<'_> = objects::from_slice(body).map_err(ProtocolError::json)?;
     record.request_model = req.model;
     record.params = Params {
         temperature: req.temperature,
@@ -82,7 +83,7 @@ pub fn parse_request(body: &[u8], record: &mut TraceRecord) -> Result<(), Protoc
         if let Ok(text) = serde_json::from_slice::<Option<String>>(raw.get().as_bytes()) {
             return text.filter(|t| !t.is_empty()).map(Part::Text);
         }
-        if let Ok(p) = serde_json::from_slice::<TextPrompt>(raw.get().as_bytes()) {
+        if let Ok(p) = objects::from_slice::<TextPrompt>(raw.get().as_bytes()) {
             return Some(Part::Text(p.prompt));
         }
         // Token ids or another prompt form: kept as sent.
@@ -122,13 +123,13 @@ fn frames(body: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
 /// [`ProtocolError::Json`] when no frame of the body is a response object.
 pub fn parse_response(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
     let whole = body.trim_ascii();
-    let frame = match serde_json::from_slice::<Frame>(whole) {
+    let frame = match objects::from_slice::<Frame>(whole) {
         Ok(frame) => frame,
         Err(e) => {
             // The last frame may be cut; the one before it then holds the text.
             let Some(frame) = frames(whole)
                 .rev()
-                .find_map(|f| serde_json::from_slice::<Frame>(f).ok())
+                .find_map(|f| objects::from_slice::<Frame>(f).ok())
             else {
                 return Err(ProtocolError::json(e));
             };
@@ -227,7 +228,7 @@ impl StreamFold for GenerateStream {
         let mut output = false;
         // One event may hold several NUL-delimited frames.
         for frame in frames(&event.data) {
-            match serde_json::from_slice::<Frame>(frame) {
+            match objects::from_slice::<Frame>(frame) {
                 Ok(f) => output |= self.apply(f),
                 Err(_) => self.malformed += 1,
             }
