@@ -11,6 +11,7 @@
 //! semantics, so its input is `input_tokens + cache_read_input_tokens +
 //! cache_creation_input_tokens`.
 
+use super::wire::{Flat, Scalar};
 use super::{
     inline_media, item_slot, set_once, sort_by_index, Budget, ChunkEffect, ProtocolError,
     StreamFold,
@@ -19,6 +20,7 @@ use crate::objects;
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::skim::{Bail, RawStr, Seen, Skim, Skimmed, Template};
 use crate::sse::Event;
+use serde::de::Deserializer;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -183,14 +185,9 @@ fn content_parts(raw: &RawValue) -> Vec<Part> {
 
 /// The `type` of a block whose other fields are not what this module expects.
 fn kind_of(raw: &RawValue) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Typed {
-        #[serde(rename = "type")]
-        kind: Option<String>,
-    }
-    objects::from_slice::<Typed>(raw.get().as_bytes())
+    objects::from_slice::<Flat>(raw.get().as_bytes())
         .ok()?
-        .kind
+        .take_str("type")
 }
 
 fn other(kind: String, raw: &RawValue) -> Part {
@@ -289,12 +286,24 @@ struct MessagesResponse<'a> {
 }
 
 /// Anthropic usage: `input_tokens` excludes the cache reads and writes.
-#[derive(Deserialize, Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy)]
 struct WireUsage {
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
     cache_creation_input_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for WireUsage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let c = Flat::deserialize(d)?;
+        Ok(WireUsage {
+            input_tokens: c.u64("input_tokens"),
+            output_tokens: c.u64("output_tokens"),
+            cache_creation_input_tokens: c.u64("cache_creation_input_tokens"),
+            cache_read_input_tokens: c.u64("cache_read_input_tokens"),
+        })
+    }
 }
 
 impl WireUsage {
@@ -376,16 +385,20 @@ pub fn parse_response(body: &[u8], record: &mut TraceRecord) -> Result<(), Proto
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: Option<WireError>,
-}
-
-#[derive(Deserialize)]
+/// `error`: `{"type", "message"}`.
 struct WireError {
-    #[serde(rename = "type")]
     kind: Option<String>,
     message: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for WireError {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut f = Flat::object(d)?;
+        Ok(WireError {
+            kind: f.take_str("type"),
+            message: f.take_str("message"),
+        })
+    }
 }
 
 impl From<WireError> for ErrorInfo {
@@ -404,8 +417,13 @@ impl From<WireError> for ErrorInfo {
 /// its `error.type` (`invalid_request_error`, `overloaded_error`, …) and message. `None` when
 /// the body carries no recognisable error.
 pub fn parse_error(body: &[u8]) -> Option<ErrorInfo> {
-    let parsed: ErrorBody = objects::from_slice(body).ok()?;
-    parsed.error.map(ErrorInfo::from)
+    let mut f = objects::from_slice::<Flat>(body).ok()?;
+    matches!(f.get("error"), Some(Scalar::Object)).then(|| {
+        ErrorInfo::from(WireError {
+            kind: f.take_str("error.type"),
+            message: f.take_str("error.message"),
+        })
+    })
 }
 
 /// One streamed event's data; which fields are set depends on its `type`.

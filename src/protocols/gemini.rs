@@ -13,6 +13,7 @@
 //! not the body. Bodies are deserialized into typed structs that ignore unknown keys; nothing
 //! here calls the host.
 
+use super::wire::{flat_strings, Flat, Scalar};
 use super::{
     inline_media, item_slot, set_once, sort_by_index, Budget, ChunkEffect, ProtocolError,
     StreamFold,
@@ -20,7 +21,7 @@ use super::{
 use crate::objects;
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::sse::Event;
-use serde::de::IgnoredAny;
+use serde::de::{Deserializer, IgnoredAny};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -90,13 +91,9 @@ struct Blob<'a> {
     data: Option<Cow<'a, str>>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct FileData {
-    #[serde(alias = "mime_type")]
-    mime_type: Option<String>,
-    #[serde(alias = "file_uri")]
-    file_uri: Option<String>,
+flat_strings! {
+    /// A part's `fileData`.
+    struct FileData { mime_type: "mimeType" | "mime_type", file_uri: "fileUri" | "file_uri" }
 }
 
 #[derive(Deserialize)]
@@ -360,22 +357,33 @@ struct Candidate<'a> {
     index: Option<u32>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PromptFeedback {
-    block_reason: Option<String>,
+flat_strings! {
+    /// Why a prompt was blocked.
+    struct PromptFeedback { block_reason: "blockReason" }
 }
 
 /// `usageMetadata`: `promptTokenCount` includes the cached tokens; `candidatesTokenCount`
 /// excludes the thoughts.
-#[derive(Deserialize, Debug, Default, Clone, Copy)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default, Clone, Copy)]
 struct WireUsage {
     prompt_token_count: Option<u64>,
     candidates_token_count: Option<u64>,
     total_token_count: Option<u64>,
     cached_content_token_count: Option<u64>,
     thoughts_token_count: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for WireUsage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let c = Flat::deserialize(d)?;
+        Ok(WireUsage {
+            prompt_token_count: c.u64("promptTokenCount"),
+            candidates_token_count: c.u64("candidatesTokenCount"),
+            total_token_count: c.u64("totalTokenCount"),
+            cached_content_token_count: c.u64("cachedContentTokenCount"),
+            thoughts_token_count: c.u64("thoughtsTokenCount"),
+        })
+    }
 }
 
 impl WireUsage {
@@ -420,17 +428,29 @@ impl From<WireUsage> for Usage {
     }
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: Option<GoogleError>,
-}
-
-/// A `google.rpc.Status` as the REST APIs send it.
-#[derive(Deserialize)]
+/// A `google.rpc.Status` as the REST APIs send it: `{"code", "message", "status"}`.
 struct GoogleError {
-    code: Option<i64>,
+    code: Option<String>,
     message: Option<String>,
     status: Option<String>,
+}
+
+impl GoogleError {
+    /// The error whose members are under `prefix` (`error.` in an error body, empty when `f`
+    /// is the error itself).
+    fn from_flat(f: &mut Flat, prefix: &str) -> GoogleError {
+        GoogleError {
+            code: f.text(&format!("{prefix}code")),
+            message: f.take_str(&format!("{prefix}message")),
+            status: f.take_str(&format!("{prefix}status")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for GoogleError {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(GoogleError::from_flat(&mut Flat::object(d)?, ""))
+    }
 }
 
 impl From<GoogleError> for ErrorInfo {
@@ -439,7 +459,7 @@ impl From<GoogleError> for ErrorInfo {
             kind: e
                 .status
                 .filter(|s| !s.is_empty())
-                .or_else(|| e.code.map(|c| c.to_string()))
+                .or(e.code)
                 .unwrap_or_else(|| "error".into()),
             message: e.message.unwrap_or_default(),
         }
@@ -483,8 +503,9 @@ pub fn parse_error(body: &[u8]) -> Option<ErrorInfo> {
 }
 
 fn error_of(body: &[u8]) -> Option<ErrorInfo> {
-    let parsed: ErrorBody = objects::from_slice(body).ok()?;
-    parsed.error.map(ErrorInfo::from)
+    let mut f = objects::from_slice::<Flat>(body).ok()?;
+    matches!(f.get("error"), Some(Scalar::Object))
+        .then(|| ErrorInfo::from(GoogleError::from_flat(&mut f, "error.")))
 }
 
 /// A candidate being assembled from chunks.

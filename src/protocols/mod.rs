@@ -15,11 +15,9 @@ pub mod openai_responses;
 pub mod vllm_generate;
 mod wire;
 
-use crate::objects;
+use crate::json::Members;
 use crate::record::{ErrorInfo, TraceRecord};
 use crate::sse::{Event, SseDecoder};
-use serde::de::IgnoredAny;
-use serde::Deserialize;
 use std::fmt;
 
 /// An API shape the filter can trace.
@@ -97,42 +95,42 @@ impl Protocol {
     /// top-level keys it has (`contents`, `messages`, `prompt`, `input`, …). Only the keys are
     /// looked at; values are skipped without being built.
     pub fn sniff(body: &[u8]) -> Option<Protocol> {
-        let shape: Shape<'_> = objects::from_slice(body).ok()?;
-        let has = |v: &Option<IgnoredAny>| v.is_some();
-        if has(&shape.contents) {
+        let members = Members::parse(body)?;
+        let has = |key: &str| members.get(key).is_some_and(|v| v != "null");
+        let model = members
+            .get("model")
+            .and_then(|raw| serde_json::from_slice::<String>(raw.as_bytes()).ok());
+        if has("contents") {
             return Some(Protocol::Gemini);
         }
-        if has(&shape.messages) {
-            return Some(if has(&shape.anthropic_version) || has(&shape.system) {
+        if has("messages") {
+            return Some(if has("anthropic_version") || has("system") {
                 Protocol::AnthropicMessages
-            } else if has(&shape.options) {
+            } else if has("options") {
                 Protocol::OllamaChat
             } else {
                 Protocol::OpenAiChat
             });
         }
-        if has(&shape.prompt) {
-            return Some(if has(&shape.options) {
+        if has("prompt") {
+            return Some(if has("options") {
                 Protocol::OllamaGenerate
-            } else if shape.model.is_some() {
+            } else if model.is_some() {
                 Protocol::OpenAiCompletions
             } else {
                 Protocol::VllmGenerate
             });
         }
-        if has(&shape.input) {
-            let responses = has(&shape.instructions)
-                || has(&shape.max_output_tokens)
-                || has(&shape.previous_response_id)
-                || has(&shape.reasoning);
-            let embedding_model = shape
-                .model
+        if has("input") {
+            let responses = has("instructions")
+                || has("max_output_tokens")
+                || has("previous_response_id")
+                || has("reasoning");
+            let embedding_model = model
                 .as_deref()
                 .is_some_and(|m| m.to_ascii_lowercase().contains("embed"));
             return Some(
-                if !responses
-                    && (embedding_model || has(&shape.encoding_format) || has(&shape.dimensions))
-                {
+                if !responses && (embedding_model || has("encoding_format") || has("dimensions")) {
                     Protocol::OpenAiEmbeddings
                 } else {
                     Protocol::OpenAiResponses
@@ -267,26 +265,6 @@ impl Protocol {
             Protocol::VllmGenerate => Box::new(vllm_generate::GenerateStream::new(budget)),
         })
     }
-}
-
-/// The top-level keys that tell request shapes apart.
-#[derive(Deserialize)]
-struct Shape<'a> {
-    #[serde(borrow)]
-    model: Option<std::borrow::Cow<'a, str>>,
-    contents: Option<IgnoredAny>,
-    messages: Option<IgnoredAny>,
-    system: Option<IgnoredAny>,
-    anthropic_version: Option<IgnoredAny>,
-    options: Option<IgnoredAny>,
-    prompt: Option<IgnoredAny>,
-    input: Option<IgnoredAny>,
-    instructions: Option<IgnoredAny>,
-    max_output_tokens: Option<IgnoredAny>,
-    previous_response_id: Option<IgnoredAny>,
-    reasoning: Option<IgnoredAny>,
-    encoding_format: Option<IgnoredAny>,
-    dimensions: Option<IgnoredAny>,
 }
 
 /// What one stream event contributed.

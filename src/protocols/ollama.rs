@@ -21,7 +21,7 @@
 //! than failing the request. A whole body holding several NDJSON lines (a stream sent without the
 //! NDJSON content type) is folded line by line. Nothing here calls the host.
 
-use super::wire::{lenient, stop_list, Stop};
+use super::wire::{lenient, stop_list, Flat, Stop};
 use super::{
     inline_media, media_placeholder, set_once, Budget, ChunkEffect, ProtocolError, StreamFold,
 };
@@ -320,13 +320,6 @@ struct OutMessage<'a> {
     tool_calls: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-struct ErrorObject {
-    message: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-}
-
 /// `error` is a string in Ollama; an OpenAI-style object is accepted too.
 fn error_info(raw: &RawValue) -> Option<ErrorInfo> {
     if let Ok(message) = serde_json::from_slice::<String>(raw.get().as_bytes()) {
@@ -335,10 +328,13 @@ fn error_info(raw: &RawValue) -> Option<ErrorInfo> {
             message,
         });
     }
-    let obj: ErrorObject = objects::from_slice(raw.get().as_bytes()).ok()?;
+    let mut obj = objects::from_slice::<Flat>(raw.get().as_bytes()).ok()?;
+    if obj.has("") {
+        return None;
+    }
     Some(ErrorInfo {
-        kind: obj.kind.unwrap_or_else(|| "error".into()),
-        message: obj.message.unwrap_or_default(),
+        kind: obj.take_str("type").unwrap_or_else(|| "error".into()),
+        message: obj.take_str("message").unwrap_or_default(),
     })
 }
 

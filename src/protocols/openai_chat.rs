@@ -6,7 +6,7 @@
 //! llama.cpp, …) speak the same shapes. Bodies are deserialized into typed structs that ignore
 //! unknown keys; nothing here calls the host.
 
-use super::wire::{stop_list, OpenAiUsage, Stop};
+use super::wire::{flat_strings, stop_list, Flat, OpenAiUsage, Scalar, Stop};
 use super::{
     item_slot, media_placeholder, set_once_from, sort_by_index, Budget, ChunkEffect, ProtocolError,
     StreamFold,
@@ -15,9 +15,11 @@ use crate::objects;
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::skim::{self, Bail, RawStr, Seen, Skim, Skimmed, Template};
 use crate::sse::Event;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::fmt;
 
 #[derive(Deserialize)]
 struct ChatRequest<'a> {
@@ -75,19 +77,40 @@ struct ContentPart {
     input_audio: Option<InputAudio>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ImageUrl {
-    Object { url: String },
-    Plain(String),
+/// `image_url`: `{"url": …}`, or the URL alone as some clients send it.
+struct ImageUrl(String);
+
+impl<'de> Deserialize<'de> for ImageUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct UrlVisitor;
+        impl<'de> Visitor<'de> for UrlVisitor {
+            type Value = ImageUrl;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a URL or an object with `url`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ImageUrl, E> {
+                Ok(ImageUrl(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ImageUrl, A::Error> {
+                let mut url = None;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key != "url" {
+                        map.next_value::<IgnoredAny>()?;
+                    } else if url.replace(map.next_value::<String>()?).is_some() {
+                        return Err(de::Error::duplicate_field("url"));
+                    }
+                }
+                url.map(ImageUrl)
+                    .ok_or_else(|| de::Error::missing_field("url"))
+            }
+        }
+        d.deserialize_any(UrlVisitor)
+    }
 }
 
-#[derive(Deserialize)]
-struct InputAudio {
-    #[serde(default)]
-    data: String,
-    #[serde(default)]
-    format: String,
+flat_strings! {
+    /// `input_audio`: base64 `data` and its `format`.
+    struct InputAudio { data: "data", format: "format" }
 }
 
 /// Fills the request side of `record` from a chat completion request body.
@@ -165,7 +188,7 @@ fn content_part(raw: &RawValue) -> Part {
         part.input_audio,
     ) {
         ("text", Some(text), _, _) => Part::Text(text),
-        ("image_url", _, Some(ImageUrl::Object { url } | ImageUrl::Plain(url)), _) => Part::Uri {
+        ("image_url", _, Some(ImageUrl(url)), _) => Part::Uri {
             modality: "image",
             uri: media_placeholder(url),
         },
@@ -173,8 +196,8 @@ fn content_part(raw: &RawValue) -> Part {
             modality: "audio",
             uri: format!(
                 "[inline audio {}, {} base64 chars omitted]",
-                audio.format,
-                audio.data.len()
+                audio.format.unwrap_or_default(),
+                audio.data.map_or(0, |d| d.len())
             ),
         },
         _ => other(part.kind),
@@ -247,52 +270,73 @@ pub fn parse_response(body: &[u8], record: &mut TraceRecord) -> Result<(), Proto
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: Option<ErrorDetail>,
-    /// vLLM and some OpenAI-compatible servers answer a flat `{"object":"error", "message",
-    /// "type", "code"}` instead of OpenAI's nested `error` object.
-    object: Option<String>,
-    message: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    code: Option<serde_json::Value>,
-    /// FastAPI-based servers (vLLM's native `/generate`, TGI) answer `{"detail": "…"}`.
-    detail: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// `error`: an object (`message`, `type`, `code`), or a bare message.
 enum ErrorDetail {
     Object {
         message: Option<String>,
-        #[serde(rename = "type")]
         kind: Option<String>,
-        code: Option<serde_json::Value>,
+        code: Option<String>,
     },
     Text(String),
 }
 
+impl ErrorDetail {
+    /// The detail under `key` of `f`: a string, or an object whose members follow as `key.…`.
+    fn at(f: &mut Flat, key: &str) -> Option<ErrorDetail> {
+        let member = |name: &str| {
+            if key.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{key}.{name}")
+            }
+        };
+        match f.get(key) {
+            Some(Scalar::Str(_)) => f.take_str(key).map(ErrorDetail::Text),
+            Some(Scalar::Object) => Some(ErrorDetail::Object {
+                message: f.take_str(&member("message")),
+                kind: f.take_str(&member("type")),
+                code: f.text(&member("code")),
+            }),
+            None if key.is_empty() => Some(ErrorDetail::Object {
+                message: f.take_str("message"),
+                kind: f.take_str("type"),
+                code: f.text("code"),
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorDetail {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        ErrorDetail::at(&mut Flat::deserialize(d)?, "")
+            .ok_or_else(|| de::Error::custom("expected an error object or message"))
+    }
+}
+
 /// The provider's error, from an error body (`{"error":{"message","type","code"}}`) or a
 /// mid-stream error event. `None` when the body carries no recognisable error.
+///
+/// vLLM and some OpenAI-compatible servers answer a flat `{"object":"error", "message",
+/// "type", "code"}` instead of OpenAI's nested `error` object; FastAPI-based servers (vLLM's
+/// native `/generate`, TGI) answer `{"detail": "…"}`.
 pub fn parse_error(body: &[u8]) -> Option<ErrorInfo> {
-    let parsed: ErrorBody = objects::from_slice(body).ok()?;
-    match parsed.error {
-        Some(detail) => Some(error_info(detail)),
-        None if parsed.object.as_deref() == Some("error") => {
-            Some(error_info(ErrorDetail::Object {
-                message: parsed.message,
-                kind: parsed.kind,
-                code: parsed.code,
-            }))
+    let mut f = objects::from_slice::<Flat>(body).ok()?;
+    if f.has("") {
+        return None;
+    }
+    let detail = match f.get("error") {
+        Some(Scalar::Str(_) | Scalar::Object) => ErrorDetail::at(&mut f, "error"),
+        Some(Scalar::Null) | None if matches!(f.get("object"), Some(Scalar::Str(o)) if o == "error") => {
+            ErrorDetail::at(&mut f, "")
         }
-        None => match parsed.detail {
-            Some(serde_json::Value::String(message)) => {
-                Some(error_info(ErrorDetail::Text(message)))
-            }
+        Some(Scalar::Null) | None => match f.get("detail") {
+            Some(Scalar::Str(_)) => ErrorDetail::at(&mut f, "detail"),
             _ => None,
         },
-    }
+        Some(_) => None,
+    };
+    detail.map(error_info)
 }
 
 fn error_info(detail: ErrorDetail) -> ErrorInfo {
@@ -305,17 +349,10 @@ fn error_info(detail: ErrorDetail) -> ErrorInfo {
             message,
             kind,
             code,
-        } => {
-            let code = code.and_then(|c| match c {
-                serde_json::Value::String(s) => Some(s),
-                serde_json::Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            });
-            ErrorInfo {
-                kind: kind.or(code).unwrap_or_else(|| "error".into()),
-                message: message.unwrap_or_default(),
-            }
-        }
+        } => ErrorInfo {
+            kind: kind.or(code).unwrap_or_else(|| "error".into()),
+            message: message.unwrap_or_default(),
+        },
     }
 }
 
@@ -855,7 +892,7 @@ mod tests {
 
     #[test]
     fn error_body_shapes() {
-        let cases: [ErrorCase<'_>; 6] = [
+        let cases: [ErrorCase<'_>; 11] = [
             (
                 br#"{"error":{"message":"bad","type":"invalid_request_error","code":null}}"#,
                 Some(("invalid_request_error", "bad")),
@@ -868,6 +905,14 @@ mod tests {
             ),
             (br#"{"detail":"Not Found"}"#, Some(("error", "Not Found"))),
             (br#"{"detail":[{"loc":["body"],"msg":"field required"}]}"#, None),
+            (br#"{"error":{}}"#, Some(("error", ""))),
+            (br#"{"error":null,"detail":"gone"}"#, Some(("error", "gone"))),
+            (br#"{"error":5,"detail":"gone"}"#, None),
+            (br#"["error"]"#, None),
+            (
+                br#"{"error":{"message":"m","code":"rate_limit","extra":{"deep":[1]}}}"#,
+                Some(("rate_limit", "m")),
+            ),
         ];
         for (body, expected) in cases {
             let got = parse_error(body);

@@ -13,7 +13,7 @@
 //! nothing here calls the host.
 
 use super::openai_embeddings::TextInputs;
-use super::wire::{stop_list, OpenAiUsage, Stop};
+use super::wire::{stop_list, Flat, OpenAiUsage, Stop};
 use super::{item_slot, set_once, sort_by_index, Budget, ChunkEffect, ProtocolError, StreamFold};
 use crate::objects;
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
@@ -136,14 +136,6 @@ struct Chunk {
     object: Option<String>,
 }
 
-/// vLLM's mid-stream error: `{"object":"error","message","type","code"}`.
-#[derive(Deserialize)]
-struct FlatError {
-    message: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-}
-
 #[derive(Deserialize)]
 struct ChunkChoice {
     #[serde(default)]
@@ -206,8 +198,9 @@ impl CompletionStream {
                 self.error = Some(err);
             }
         } else if chunk.object.as_deref() == Some("error") {
-            let flat = objects::from_slice::<FlatError>(trimmed).ok();
-            let (kind, message) = flat.map_or((None, None), |f| (f.kind, f.message));
+            // vLLM's mid-stream error: `{"object":"error","message","type","code"}`.
+            let mut flat = objects::from_slice::<Flat>(trimmed).unwrap_or_default();
+            let (kind, message) = (flat.take_str("type"), flat.take_str("message"));
             self.error = Some(ErrorInfo {
                 kind: kind
                     .filter(|k| !k.is_empty())

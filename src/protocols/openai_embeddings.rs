@@ -13,6 +13,7 @@
 //! cap (`max_body_bytes`); when it does not, the count comes from the response's `data[]`.
 //! Nothing here calls the host.
 
+use super::wire::Flat;
 use super::ProtocolError;
 use crate::objects;
 use crate::record::{Message, Part, TraceRecord, Usage};
@@ -226,11 +227,9 @@ struct EmbeddingsResponse {
     usage: Option<WireUsage>,
 }
 
+/// The embeddings `usage` object: `prompt_tokens` and `total_tokens`.
 #[derive(Deserialize)]
-struct WireUsage {
-    prompt_tokens: Option<u64>,
-    total_tokens: Option<u64>,
-}
+struct WireUsage(Flat);
 
 /// Fills the response side of `record` from an embeddings list: model, usage (input and
 /// total; embeddings produce no output tokens) and, when the request did not say, how many
@@ -241,10 +240,10 @@ struct WireUsage {
 pub fn parse_response(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
     let resp: EmbeddingsResponse = objects::from_slice(body).map_err(ProtocolError::json)?;
     record.response_model = resp.model.filter(|m| !m.is_empty());
-    if let Some(u) = resp.usage {
+    if let Some(WireUsage(u)) = resp.usage {
         record.usage = Usage {
-            input: u.prompt_tokens,
-            total: u.total_tokens,
+            input: u.u64("prompt_tokens"),
+            total: u.u64("total_tokens"),
             ..Usage::default()
         };
     }

@@ -28,6 +28,7 @@
 //! (`response.completed`, `.incomplete`, `.failed`) carries the whole response: when it has
 //! output, the record is built from it (under the same budget). Nothing here calls the host.
 
+use super::wire::{flat_strings, Flat};
 use super::{
     inline_media, item_slot, media_placeholder, set_once, sort_by_index, Budget, ChunkEffect,
     ProtocolError, StreamFold,
@@ -194,9 +195,9 @@ struct Item<'a> {
     result: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-struct SummaryPart {
-    text: Option<String>,
+flat_strings! {
+    /// A reasoning item's summary part.
+    struct SummaryPart { text: "text" }
 }
 
 /// What one item contributes.
@@ -454,77 +455,59 @@ struct ResponseObject<'a> {
     incomplete_details: Option<IncompleteDetails>,
 }
 
-#[derive(Deserialize)]
-struct IncompleteDetails {
-    reason: Option<String>,
+flat_strings! {
+    /// Why a response is incomplete.
+    struct IncompleteDetails { reason: "reason" }
 }
 
+/// The Responses API's `usage` object.
 #[derive(Deserialize)]
-struct WireUsage {
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-    total_tokens: Option<u64>,
-    input_tokens_details: Option<InputDetails>,
-    output_tokens_details: Option<OutputDetails>,
-}
-
-#[derive(Deserialize)]
-struct InputDetails {
-    cached_tokens: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct OutputDetails {
-    reasoning_tokens: Option<u64>,
-}
+struct WireUsage(Flat);
 
 impl From<WireUsage> for Usage {
-    fn from(u: WireUsage) -> Usage {
+    fn from(WireUsage(c): WireUsage) -> Usage {
         Usage {
-            input: u.input_tokens,
-            output: u.output_tokens,
-            total: u.total_tokens,
-            cached_input: u.input_tokens_details.and_then(|d| d.cached_tokens),
+            input: c.u64("input_tokens"),
+            output: c.u64("output_tokens"),
+            total: c.u64("total_tokens"),
+            cached_input: c.u64("input_tokens_details.cached_tokens"),
             cache_creation: None,
-            reasoning: u.output_tokens_details.and_then(|d| d.reasoning_tokens),
+            reasoning: c.u64("output_tokens_details.reasoning_tokens"),
         }
     }
 }
 
-/// `{"code", "message"}` (a response's `error`, or a streamed `error` event's fields).
-#[derive(Deserialize)]
-struct WireError<'a> {
-    #[serde(borrow)]
-    code: Option<&'a RawValue>,
-    #[serde(borrow)]
-    message: Option<&'a RawValue>,
+/// `{"code", "message"}` (a response's `error`, or a streamed `error` event's fields), each a
+/// string or a number.
+struct WireError {
+    code: Option<String>,
+    message: Option<String>,
 }
 
-impl WireError<'_> {
-    fn info(&self, default_kind: &str) -> ErrorInfo {
+impl WireError {
+    /// The error `body` holds; `None` when it is not an object.
+    fn read(body: &[u8]) -> Option<WireError> {
+        let mut f = objects::from_slice::<Flat>(body).ok()?;
+        if f.has("") {
+            return None;
+        }
+        let mut text = |key| f.text(key).filter(|s| !s.is_empty());
+        Some(WireError {
+            code: text("code"),
+            message: text("message"),
+        })
+    }
+
+    fn info(self, default_kind: &str) -> ErrorInfo {
         ErrorInfo {
-            kind: self
-                .code
-                .and_then(scalar_text)
-                .unwrap_or_else(|| default_kind.into()),
-            message: self.message.and_then(scalar_text).unwrap_or_default(),
+            kind: self.code.unwrap_or_else(|| default_kind.into()),
+            message: self.message.unwrap_or_default(),
         }
-    }
-}
-
-/// A JSON string or number as text.
-fn scalar_text(raw: &RawValue) -> Option<String> {
-    match json_str(raw) {
-        Some(s) => Some(s.into_owned()).filter(|s| !s.is_empty()),
-        None => serde_json::from_slice::<serde_json::Number>(raw.get().as_bytes())
-            .ok()
-            .map(|n| n.to_string()),
     }
 }
 
 fn response_error(raw: &RawValue) -> Option<ErrorInfo> {
-    let err = objects::from_slice::<Option<WireError<'_>>>(raw.get().as_bytes()).ok()??;
-    Some(err.info("failed"))
+    Some(WireError::read(raw.get().as_bytes())?.info("failed"))
 }
 
 /// What a whole response object says, its output already cut to a budget.
@@ -1059,9 +1042,7 @@ impl ResponsesStream {
             Some(_) => {
                 super::openai_chat::parse_error(data).or_else(|| ev.error.and_then(response_error))
             }
-            None => objects::from_slice::<WireError<'_>>(data)
-                .ok()
-                .map(|e| e.info("error")),
+            None => WireError::read(data).map(|e| e.info("error")),
         };
         match info {
             Some(info) => self.error = Some(info),

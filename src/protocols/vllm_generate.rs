@@ -20,7 +20,7 @@
 //! request's prompt, the prompt is removed. Error bodies are read by the OpenAI parser (the
 //! server sends plain HTTP errors). Nothing here calls the host.
 
-use super::wire::{lenient, stop_list, Stop};
+use super::wire::{lenient, stop_list, Flat, Stop};
 use super::{Budget, ChunkEffect, ProtocolError, StreamFold};
 use crate::objects;
 use crate::record::{Choice, Message, Params, Part, TraceRecord};
@@ -54,12 +54,6 @@ struct GenerateRequest<'a> {
     stop: Option<Stop>,
 }
 
-/// A prompt given as an object (`TextPrompt`): only its text is taken.
-#[derive(Deserialize)]
-struct TextPrompt {
-    prompt: String,
-}
-
 /// Fills the request side of `record` from a `/generate` request body.
 ///
 /// # Errors
@@ -83,8 +77,10 @@ pub fn parse_request(body: &[u8], record: &mut TraceRecord) -> Result<(), Protoc
         if let Ok(text) = serde_json::from_slice::<Option<String>>(raw.get().as_bytes()) {
             return text.filter(|t| !t.is_empty()).map(Part::Text);
         }
-        if let Ok(p) = objects::from_slice::<TextPrompt>(raw.get().as_bytes()) {
-            return Some(Part::Text(p.prompt));
+        // A prompt given as an object: only its text is taken.
+        let mut object = objects::from_slice::<Flat>(raw.get().as_bytes()).unwrap_or_default();
+        if let Some(prompt) = object.take_str("prompt") {
+            return Some(Part::Text(prompt));
         }
         // Token ids or another prompt form: kept as sent.
         Some(Part::Other {

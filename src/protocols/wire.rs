@@ -3,12 +3,12 @@
 //! fill with values of varying types. No host calls.
 
 use crate::record::Usage;
-use serde::de::{Deserializer, IgnoredAny};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use std::borrow::Cow;
+use std::fmt;
 
 /// `stop`: one sequence or several.
-#[derive(Deserialize)]
-#[serde(untagged)]
 pub(crate) enum Stop {
     /// A single stop sequence.
     One(String),
@@ -25,53 +25,510 @@ pub(crate) fn stop_list(stop: Option<Stop>) -> Vec<String> {
     }
 }
 
+/// A string, or a list whose every element is a string; anything else is a type error.
+impl<'de> Deserialize<'de> for Stop {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct StopVisitor;
+        impl<'de> Visitor<'de> for StopVisitor {
+            type Value = Stop;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Stop, E> {
+                Ok(Stop::One(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Stop, A::Error> {
+                let mut all = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    all.push(s);
+                }
+                Ok(Stop::Many(all))
+            }
+        }
+        d.deserialize_any(StopVisitor)
+    }
+}
+
 /// Deserializes an optional value, taking a value of the wrong type as absent.
 pub(crate) fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
-    T: Deserialize<'de>,
+    T: Lenient,
 {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Maybe<T> {
-        Value(T),
-        Other(IgnoredAny),
+    Loose::deserialize(d).map(T::from_loose)
+}
+
+/// Any JSON value, kept only as far as [`Lenient`] types can use it; one reader serves them all.
+pub(crate) enum Loose {
+    /// `true` or `false`.
+    Bool(bool),
+    /// An integer ≥ 0.
+    U64(u64),
+    /// An integer < 0.
+    I64(i64),
+    /// Any other number.
+    F64(f64),
+    /// A string.
+    Str(String),
+    /// A list whose elements are all strings.
+    Strings(Vec<String>),
+    /// `null`, an object, or a list with an element that is not a string.
+    Other,
+}
+
+/// A type [`lenient`] reads: `None` when the value does not fit.
+pub(crate) trait Lenient: Sized {
+    /// The value, when `loose` has a fitting type.
+    fn from_loose(loose: Loose) -> Option<Self>;
+}
+
+impl Lenient for bool {
+    fn from_loose(loose: Loose) -> Option<Self> {
+        match loose {
+            Loose::Bool(v) => Some(v),
+            _ => None,
+        }
     }
-    Ok(match Maybe::<T>::deserialize(d)? {
-        Maybe::Value(v) => Some(v),
-        Maybe::Other(_) => None,
-    })
 }
 
-/// OpenAI's `usage` object (chat, completions, embeddings).
-#[derive(Deserialize)]
-pub(crate) struct OpenAiUsage {
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-    total_tokens: Option<u64>,
-    prompt_tokens_details: Option<PromptDetails>,
-    completion_tokens_details: Option<CompletionDetails>,
+impl Lenient for u64 {
+    fn from_loose(loose: Loose) -> Option<Self> {
+        match loose {
+            Loose::U64(v) => Some(v),
+            _ => None,
+        }
+    }
 }
 
-#[derive(Deserialize)]
-struct PromptDetails {
-    cached_tokens: Option<u64>,
+impl Lenient for i64 {
+    fn from_loose(loose: Loose) -> Option<Self> {
+        match loose {
+            Loose::U64(v) => i64::try_from(v).ok(),
+            Loose::I64(v) => Some(v),
+            _ => None,
+        }
+    }
 }
 
-#[derive(Deserialize)]
-struct CompletionDetails {
-    reasoning_tokens: Option<u64>,
+impl Lenient for f64 {
+    fn from_loose(loose: Loose) -> Option<Self> {
+        match loose {
+            Loose::U64(v) => Some(v as f64),
+            Loose::I64(v) => Some(v as f64),
+            Loose::F64(v) => Some(v),
+            _ => None,
+        }
+    }
 }
+
+impl Lenient for String {
+    fn from_loose(loose: Loose) -> Option<Self> {
+        match loose {
+            Loose::Str(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl Lenient for Stop {
+    fn from_loose(loose: Loose) -> Option<Self> {
+        match loose {
+            Loose::Str(v) => Some(Stop::One(v)),
+            Loose::Strings(v) => Some(Stop::Many(v)),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Loose {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LooseVisitor)
+    }
+}
+
+struct LooseVisitor;
+
+impl<'de> Visitor<'de> for LooseVisitor {
+    type Value = Loose;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Loose, E> {
+        Ok(Loose::Bool(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Loose, E> {
+        Ok(Loose::U64(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Loose, E> {
+        Ok(Loose::I64(v))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Loose, E> {
+        Ok(Loose::F64(v))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Loose, E> {
+        Ok(Loose::Str(v.to_owned()))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Loose, E> {
+        Ok(Loose::Other)
+    }
+
+    /// Every element is read, so the list is consumed whether or not it fits.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Loose, A::Error> {
+        let mut strings = Some(Vec::new());
+        while let Some(element) = seq.next_element::<Loose>()? {
+            match (&mut strings, element) {
+                (Some(all), Loose::Str(s)) => all.push(s),
+                _ => strings = None,
+            }
+        }
+        Ok(strings.map_or(Loose::Other, Loose::Strings))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Loose, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Loose::Other)
+    }
+}
+
+/// A small JSON object read flat: its scalar members, and those of the objects inside it
+/// under dotted keys (`prompt_tokens_details.cached_tokens`, `error.message`); a nested object
+/// also leaves a [`Scalar::Object`] mark under its own key, and a value that is not an object
+/// is kept under the empty key. Lists are skipped.
+///
+/// Usage objects, error objects and the other small objects of the APIs are read through this
+/// one reader instead of one derived reader each, which keeps the `.wasm` small; a member of
+/// an unexpected type is then absent rather than failing the whole body.
+#[derive(Debug, Default)]
+pub(crate) struct Flat(Vec<(String, Scalar)>);
+
+/// A member of a [`Flat`] object.
+#[derive(Debug)]
+pub(crate) enum Scalar {
+    /// A string.
+    Str(String),
+    /// An integer ≥ 0.
+    U64(u64),
+    /// An integer < 0.
+    I64(i64),
+    /// A number that is not an integer, or `true` or `false`.
+    Other,
+    /// `null`.
+    Null,
+    /// An object (its members follow under dotted keys).
+    Object,
+    /// A list (skipped).
+    List,
+}
+
+impl Flat {
+    /// Reads a value that must be an object, for a type read through `Flat`.
+    pub(crate) fn object<'de, D: Deserializer<'de>>(d: D) -> Result<Flat, D::Error> {
+        let flat = Flat::deserialize(d)?;
+        if flat.has("") {
+            return Err(serde::de::Error::invalid_type(
+                serde::de::Unexpected::Other("a value that is not an object"),
+                &"an object",
+            ));
+        }
+        Ok(flat)
+    }
+
+    /// The member under `key`; the last one when repeated.
+    pub(crate) fn get(&self, key: &str) -> Option<&Scalar> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// Whether there is a member under `key`, of any type.
+    pub(crate) fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// The integer ≥ 0 under `key`.
+    pub(crate) fn u64(&self, key: &str) -> Option<u64> {
+        match self.get(key) {
+            Some(Scalar::U64(v)) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The string under `key`, moved out.
+    pub(crate) fn take_str(&mut self, key: &str) -> Option<String> {
+        let (_, value) = self.0.iter_mut().rev().find(|(k, _)| k == key)?;
+        match value {
+            Scalar::Str(s) => Some(std::mem::take(s)),
+            _ => None,
+        }
+    }
+
+    /// The string under `key`, or an integer there as its decimal text (error codes).
+    pub(crate) fn text(&mut self, key: &str) -> Option<String> {
+        match self.get(key)? {
+            Scalar::U64(v) => Some(v.to_string()),
+            Scalar::I64(v) => Some(v.to_string()),
+            Scalar::Str(_) => self.take_str(key),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Flat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut flat = Flat::default();
+        FlatSeed {
+            key: String::new(),
+            into: &mut flat.0,
+        }
+        .deserialize(d)?;
+        Ok(flat)
+    }
+}
+
+/// Reads one value of a [`Flat`] object under `key`.
+struct FlatSeed<'a> {
+    key: String,
+    into: &'a mut Vec<(String, Scalar)>,
+}
+
+impl FlatSeed<'_> {
+    fn keep<E>(self, value: Scalar) -> Result<(), E> {
+        self.into.push((self.key, value));
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for FlatSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FlatSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
+        self.keep(Scalar::U64(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
+        self.keep(Scalar::I64(v))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.keep(Scalar::Other)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.keep(Scalar::Other)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        self.keep(Scalar::Str(v.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<(), E> {
+        self.keep(Scalar::Str(v))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.keep(Scalar::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        self.keep(Scalar::List)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if !self.key.is_empty() {
+            self.into.push((self.key.clone(), Scalar::Object));
+        }
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let key = if self.key.is_empty() {
+                key.into_owned()
+            } else {
+                format!("{}.{key}", self.key)
+            };
+            map.next_value_seed(FlatSeed {
+                key,
+                into: self.into,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// OpenAI's `usage` object (chat, completions, and what OpenAI-compatible servers send).
+#[derive(Deserialize)]
+pub(crate) struct OpenAiUsage(Flat);
 
 impl From<OpenAiUsage> for Usage {
-    fn from(u: OpenAiUsage) -> Usage {
+    fn from(OpenAiUsage(c): OpenAiUsage) -> Usage {
         Usage {
-            input: u.prompt_tokens,
-            output: u.completion_tokens,
-            total: u.total_tokens,
-            cached_input: u.prompt_tokens_details.and_then(|d| d.cached_tokens),
+            input: c.u64("prompt_tokens"),
+            output: c.u64("completion_tokens"),
+            total: c.u64("total_tokens"),
+            cached_input: c.u64("prompt_tokens_details.cached_tokens"),
             cache_creation: None,
-            reasoning: u.completion_tokens_details.and_then(|d| d.reasoning_tokens),
+            reasoning: c.u64("completion_tokens_details.reasoning_tokens"),
         }
+    }
+}
+
+/// Declares a struct of optional string members read through [`Flat`], each from the first of
+/// its keys that holds a string: `field: "key" | "alias"`. A value that is not an object is a
+/// type error, as for a derived struct.
+macro_rules! flat_strings {
+    ($(#[$meta:meta])* struct $name:ident { $($field:ident: $key:literal $(| $alias:literal)*),* $(,)? }) => {
+        $(#[$meta])*
+        struct $name {
+            $($field: Option<String>,)*
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let mut f = $crate::protocols::wire::Flat::object(d)?;
+                Ok($name {
+                    $($field: f.take_str($key)$(.or_else(|| f.take_str($alias)))*,)*
+                })
+            }
+        }
+    };
+}
+pub(crate) use flat_strings;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects;
+
+    #[test]
+    fn flat_reads_nested_members_under_dotted_keys() {
+        let body = br#"{"a":1,"b":{"c":"x","d":{"e":2},"l":[1,{"f":3}]},"n":null,"neg":-4,"f":1.5,"t":true}"#;
+        let mut flat = objects::from_slice::<Flat>(body).expect("reads");
+        assert_eq!(flat.u64("a"), Some(1));
+        assert!(matches!(flat.get("b"), Some(Scalar::Object)));
+        assert_eq!(flat.u64("b.d.e"), Some(2));
+        assert!(matches!(flat.get("b.l"), Some(Scalar::List)));
+        assert!(!flat.has("b.l.f"), "lists are skipped");
+        assert!(matches!(flat.get("n"), Some(Scalar::Null)));
+        assert_eq!(flat.text("neg"), Some("-4".into()));
+        assert!(matches!(flat.get("f"), Some(Scalar::Other)));
+        assert!(matches!(flat.get("t"), Some(Scalar::Other)));
+        assert_eq!(flat.u64("neg"), None);
+        assert_eq!(flat.take_str("b.c"), Some("x".into()));
+        assert!(!flat.has(""));
+    }
+
+    #[test]
+    fn flat_keeps_the_last_of_repeated_keys_and_a_bare_value_under_the_empty_key() {
+        let mut flat = objects::from_slice::<Flat>(br#"{"k":"first","k":"last"}"#).expect("reads");
+        assert_eq!(flat.take_str("k"), Some("last".into()));
+        let mut bare = objects::from_slice::<Flat>(br#""text""#).expect("reads");
+        assert_eq!(bare.take_str(""), Some("text".into()));
+        assert!(objects::from_slice::<Flat>(br#"{"k":"#).is_err());
+    }
+
+    flat_strings! {
+        struct Sample { one: "one" | "first", two: "two" }
+    }
+
+    #[test]
+    fn flat_strings_take_the_first_key_holding_a_string() {
+        let s: Sample = objects::from_slice(br#"{"first":"a","two":2}"#).expect("reads");
+        assert_eq!((s.one.as_deref(), s.two), (Some("a"), None));
+        let s: Sample = objects::from_slice(br#"{"one":"b","first":"a"}"#).expect("reads");
+        assert_eq!(s.one.as_deref(), Some("b"));
+        assert!(objects::from_slice::<Sample>(br#""not an object""#).is_err());
+        assert!(objects::from_slice::<Sample>(br#"["a"]"#).is_err());
+    }
+
+    #[derive(Deserialize)]
+    struct Params {
+        #[serde(default, deserialize_with = "lenient")]
+        n: Option<u64>,
+        #[serde(default, deserialize_with = "lenient")]
+        seed: Option<i64>,
+        #[serde(default, deserialize_with = "lenient")]
+        temperature: Option<f64>,
+        #[serde(default, deserialize_with = "lenient")]
+        stream: Option<bool>,
+        #[serde(default, deserialize_with = "lenient")]
+        model: Option<String>,
+        #[serde(default, deserialize_with = "lenient")]
+        stop: Option<Stop>,
+        after: Option<String>,
+    }
+
+    fn params(body: &str) -> Params {
+        objects::from_slice(body.as_bytes()).expect("reads")
+    }
+
+    #[test]
+    fn lenient_takes_values_that_fit_and_skips_the_rest_whole() {
+        let p = params(
+            r#"{"n":3,"seed":-2,"temperature":1,"stream":true,"model":"m","stop":["a","b"],"after":"x"}"#,
+        );
+        assert_eq!(
+            (p.n, p.seed, p.temperature, p.stream),
+            (Some(3), Some(-2), Some(1.0), Some(true))
+        );
+        assert_eq!(p.model.as_deref(), Some("m"));
+        assert_eq!(stop_list(p.stop), ["a", "b"]);
+        let p = params(
+            r#"{"n":-1,"seed":18446744073709551615,"temperature":"hot","stream":{"x":[1]},"model":["m"],"stop":["a",1,["b"]],"after":"x"}"#,
+        );
+        assert_eq!(
+            (p.n, p.seed, p.temperature, p.stream),
+            (None, None, None, None)
+        );
+        assert_eq!((p.model, p.stop.is_none()), (None, true));
+        assert_eq!(
+            p.after.as_deref(),
+            Some("x"),
+            "wrong-typed values are consumed whole"
+        );
+        let p = params(r#"{"n":null,"stop":"END","temperature":0.25}"#);
+        assert_eq!((p.n, p.temperature), (None, Some(0.25)));
+        assert_eq!(stop_list(p.stop), ["END"]);
+    }
+
+    #[test]
+    fn stop_is_a_string_or_a_list_of_strings() {
+        let read =
+            |body: &str| objects::from_slice::<Stop>(body.as_bytes()).map(|s| stop_list(Some(s)));
+        assert_eq!(read(r#""x""#).expect("string"), ["x"]);
+        assert_eq!(read(r#"["x","y"]"#).expect("list"), ["x", "y"]);
+        assert!(read("[]").expect("empty list").is_empty());
+        assert!(read(r#"["x",1]"#).is_err());
+        assert!(read("7").is_err());
+    }
+
+    #[test]
+    fn usage_counts_ignore_members_of_other_types() {
+        let body = br#"{"prompt_tokens":10,"completion_tokens":"5","total_tokens":15,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":null}"#;
+        let usage = Usage::from(objects::from_slice::<OpenAiUsage>(body).expect("reads"));
+        assert_eq!(
+            (
+                usage.input,
+                usage.output,
+                usage.total,
+                usage.cached_input,
+                usage.reasoning
+            ),
+            (Some(10), None, Some(15), Some(4), None)
+        );
     }
 }

@@ -544,7 +544,7 @@ fn otel_part(mut m: Composite<'_>, part: &Part) {
             m.str("id", id);
             m.str("name", name);
             // Arguments that are JSON go as JSON, the rest as the text the model produced.
-            match serde_json::from_str::<Value>(arguments) {
+            match serde_json::from_slice::<Value>(arguments.as_bytes()) {
                 Ok(v) => m.value("arguments", &v),
                 Err(_) => m.str("arguments", arguments),
             }

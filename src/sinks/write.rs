@@ -186,7 +186,7 @@ pub(crate) fn value(out: &mut Vec<u8>, v: &Value) {
 /// `text` without surrounding whitespace when it is one valid JSON value (text taken from a
 /// parsed body, embedded verbatim).
 pub(crate) fn raw_json(text: &str) -> Option<&str> {
-    serde_json::from_str::<&RawValue>(text)
+    serde_json::from_slice::<&RawValue>(text.as_bytes())
         .ok()
         .map(RawValue::get)
 }
