@@ -11,7 +11,7 @@
 //! semantics, so its input is `input_tokens + cache_read_input_tokens +
 //! cache_creation_input_tokens`.
 
-use super::wire::{Flat, Scalar};
+use super::wire::{counts, Flat, Scalar};
 use super::{
     inline_media, item_slot, set_once, sort_by_index, Budget, ChunkEffect, ProtocolError,
     StreamFold,
@@ -296,12 +296,19 @@ struct WireUsage {
 
 impl<'de> Deserialize<'de> for WireUsage {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let c = Flat::deserialize(d)?;
+        const KEYS: &[&str] = &[
+            "input_tokens",
+            "output_tokens",
+            "cache_creation_input_tokens",
+            "cache_read_input_tokens",
+        ];
+        let [input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens, _] =
+            counts(d, KEYS)?;
         Ok(WireUsage {
-            input_tokens: c.u64("input_tokens"),
-            output_tokens: c.u64("output_tokens"),
-            cache_creation_input_tokens: c.u64("cache_creation_input_tokens"),
-            cache_read_input_tokens: c.u64("cache_read_input_tokens"),
+            input_tokens,
+            output_tokens,
+            cache_creation_input_tokens,
+            cache_read_input_tokens,
         })
     }
 }

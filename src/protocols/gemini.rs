@@ -13,7 +13,7 @@
 //! not the body. Bodies are deserialized into typed structs that ignore unknown keys; nothing
 //! here calls the host.
 
-use super::wire::{flat_strings, Flat, Scalar};
+use super::wire::{counts, flat_strings, Flat, Scalar};
 use super::{
     inline_media, item_slot, set_once, sort_by_index, Budget, ChunkEffect, ProtocolError,
     StreamFold,
@@ -375,13 +375,20 @@ struct WireUsage {
 
 impl<'de> Deserialize<'de> for WireUsage {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let c = Flat::deserialize(d)?;
+        const KEYS: &[&str] = &[
+            "promptTokenCount",
+            "candidatesTokenCount",
+            "totalTokenCount",
+            "cachedContentTokenCount",
+            "thoughtsTokenCount",
+        ];
+        let [prompt, candidates, total, cached, thoughts] = counts(d, KEYS)?;
         Ok(WireUsage {
-            prompt_token_count: c.u64("promptTokenCount"),
-            candidates_token_count: c.u64("candidatesTokenCount"),
-            total_token_count: c.u64("totalTokenCount"),
-            cached_content_token_count: c.u64("cachedContentTokenCount"),
-            thoughts_token_count: c.u64("thoughtsTokenCount"),
+            prompt_token_count: prompt,
+            candidates_token_count: candidates,
+            total_token_count: total,
+            cached_content_token_count: cached,
+            thoughts_token_count: thoughts,
         })
     }
 }

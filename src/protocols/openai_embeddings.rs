@@ -13,7 +13,7 @@
 //! cap (`max_body_bytes`); when it does not, the count comes from the response's `data[]`.
 //! Nothing here calls the host.
 
-use super::wire::Flat;
+use super::wire::{counts, MAX_COUNTS};
 use super::ProtocolError;
 use crate::objects;
 use crate::record::{Message, Part, TraceRecord, Usage};
@@ -228,8 +228,13 @@ struct EmbeddingsResponse {
 }
 
 /// The embeddings `usage` object: `prompt_tokens` and `total_tokens`.
-#[derive(Deserialize)]
-struct WireUsage(Flat);
+struct WireUsage([Option<u64>; MAX_COUNTS]);
+
+impl<'de> Deserialize<'de> for WireUsage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        counts(d, &["prompt_tokens", "total_tokens"]).map(WireUsage)
+    }
+}
 
 /// Fills the response side of `record` from an embeddings list: model, usage (input and
 /// total; embeddings produce no output tokens) and, when the request did not say, how many
@@ -240,10 +245,10 @@ struct WireUsage(Flat);
 pub fn parse_response(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
     let resp: EmbeddingsResponse = objects::from_slice(body).map_err(ProtocolError::json)?;
     record.response_model = resp.model.filter(|m| !m.is_empty());
-    if let Some(WireUsage(u)) = resp.usage {
+    if let Some(WireUsage([input, total, ..])) = resp.usage {
         record.usage = Usage {
-            input: u.u64("prompt_tokens"),
-            total: u.u64("total_tokens"),
+            input,
+            total,
             ..Usage::default()
         };
     }

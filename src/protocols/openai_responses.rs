@@ -28,7 +28,7 @@
 //! (`response.completed`, `.incomplete`, `.failed`) carries the whole response: when it has
 //! output, the record is built from it (under the same budget). Nothing here calls the host.
 
-use super::wire::{flat_strings, Flat};
+use super::wire::{counts, flat_strings, Flat, MAX_COUNTS};
 use super::{
     inline_media, item_slot, media_placeholder, set_once, sort_by_index, Budget, ChunkEffect,
     ProtocolError, StreamFold,
@@ -36,6 +36,7 @@ use super::{
 use crate::objects;
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
 use crate::sse::Event;
+use serde::de::Deserializer;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -461,18 +462,30 @@ flat_strings! {
 }
 
 /// The Responses API's `usage` object.
-#[derive(Deserialize)]
-struct WireUsage(Flat);
+struct WireUsage([Option<u64>; MAX_COUNTS]);
+
+impl<'de> Deserialize<'de> for WireUsage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const KEYS: &[&str] = &[
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "input_tokens_details.cached_tokens",
+            "output_tokens_details.reasoning_tokens",
+        ];
+        counts(d, KEYS).map(WireUsage)
+    }
+}
 
 impl From<WireUsage> for Usage {
-    fn from(WireUsage(c): WireUsage) -> Usage {
+    fn from(WireUsage([input, output, total, cached_input, reasoning]): WireUsage) -> Usage {
         Usage {
-            input: c.u64("input_tokens"),
-            output: c.u64("output_tokens"),
-            total: c.u64("total_tokens"),
-            cached_input: c.u64("input_tokens_details.cached_tokens"),
+            input,
+            output,
+            total,
+            cached_input,
             cache_creation: None,
-            reasoning: c.u64("output_tokens_details.reasoning_tokens"),
+            reasoning,
         }
     }
 }

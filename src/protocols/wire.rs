@@ -198,13 +198,14 @@ impl<'de> Visitor<'de> for LooseVisitor {
 }
 
 /// A small JSON object read flat: its scalar members, and those of the objects inside it
-/// under dotted keys (`prompt_tokens_details.cached_tokens`, `error.message`); a nested object
+/// under dotted keys (`error.message`); a nested object
 /// also leaves a [`Scalar::Object`] mark under its own key, and a value that is not an object
 /// is kept under the empty key. Lists are skipped.
 ///
-/// Usage objects, error objects and the other small objects of the APIs are read through this
-/// one reader instead of one derived reader each, which keeps the `.wasm` small; a member of
-/// an unexpected type is then absent rather than failing the whole body.
+/// Error objects and the other small, rare objects of the APIs are read through this one
+/// reader instead of one derived reader each, which keeps the `.wasm` small; a member of an
+/// unexpected type is then absent rather than failing the whole body. Usage objects, in every
+/// response, go through [`counts`], which keeps nothing it was not asked for.
 #[derive(Debug, Default)]
 pub(crate) struct Flat(Vec<(String, Scalar)>);
 
@@ -248,14 +249,6 @@ impl Flat {
     /// Whether there is a member under `key`, of any type.
     pub(crate) fn has(&self, key: &str) -> bool {
         self.get(key).is_some()
-    }
-
-    /// The integer ≥ 0 under `key`.
-    pub(crate) fn u64(&self, key: &str) -> Option<u64> {
-        match self.get(key) {
-            Some(Scalar::U64(v)) => Some(*v),
-            _ => None,
-        }
     }
 
     /// The string under `key`, moved out.
@@ -370,19 +363,162 @@ impl<'de> Visitor<'de> for FlatSeed<'_> {
     }
 }
 
+/// How many counts [`counts`] picks at most.
+pub(crate) const MAX_COUNTS: usize = 5;
+
+/// Token counts picked from a usage object: the integer under `keys[i]` lands in `[i]`, a key
+/// with a dot naming a member of an object inside (`prompt_tokens_details.cached_tokens`).
+/// Members of other types and keys not asked for are skipped, nothing is allocated, and one
+/// reader serves every API's usage object.
+pub(crate) fn counts<'de, D: Deserializer<'de>>(
+    d: D,
+    keys: &'static [&'static str],
+) -> Result<[Option<u64>; MAX_COUNTS], D::Error> {
+    let mut out = [None; MAX_COUNTS];
+    d.deserialize_any(CountsSeed {
+        keys,
+        parent: None,
+        key: None,
+        out: &mut out,
+    })?;
+    Ok(out)
+}
+
+/// One value of a usage object: the object itself (`key` none), a member of it, or a member of
+/// an object inside it (`parent` set).
+struct CountsSeed<'a> {
+    keys: &'static [&'static str],
+    parent: Option<&'a str>,
+    key: Option<&'a str>,
+    out: &'a mut [Option<u64>; MAX_COUNTS],
+}
+
+impl<'de> DeserializeSeed<'de> for CountsSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CountsSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("token counts")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
+        let Some(key) = self.key else {
+            return Ok(());
+        };
+        for (slot, wanted) in self.out.iter_mut().zip(self.keys) {
+            let hit = match self.parent {
+                None => *wanted == key,
+                Some(parent) => wanted.split_once('.') == Some((parent, key)),
+            };
+            if hit {
+                *slot = Some(v);
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if self.parent.is_some() {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(());
+        }
+        while let Some(Key(key)) = map.next_key()? {
+            map.next_value_seed(CountsSeed {
+                keys: self.keys,
+                parent: self.key,
+                key: Some(&key),
+                out: self.out,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A member's key, borrowed from the body unless it has escapes (serde reads a `Cow` key as
+/// an owned string every time).
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(v.to_owned())))
+    }
+}
+
 /// OpenAI's `usage` object (chat, completions, and what OpenAI-compatible servers send).
-#[derive(Deserialize)]
-pub(crate) struct OpenAiUsage(Flat);
+pub(crate) struct OpenAiUsage([Option<u64>; MAX_COUNTS]);
+
+impl<'de> Deserialize<'de> for OpenAiUsage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const KEYS: &[&str] = &[
+            "prompt_tokens",
+            "completion_tokens",
+            "total_tokens",
+            "prompt_tokens_details.cached_tokens",
+            "completion_tokens_details.reasoning_tokens",
+        ];
+        counts(d, KEYS).map(OpenAiUsage)
+    }
+}
 
 impl From<OpenAiUsage> for Usage {
-    fn from(OpenAiUsage(c): OpenAiUsage) -> Usage {
+    fn from(OpenAiUsage([input, output, total, cached_input, reasoning]): OpenAiUsage) -> Usage {
         Usage {
-            input: c.u64("prompt_tokens"),
-            output: c.u64("completion_tokens"),
-            total: c.u64("total_tokens"),
-            cached_input: c.u64("prompt_tokens_details.cached_tokens"),
+            input,
+            output,
+            total,
+            cached_input,
             cache_creation: None,
-            reasoning: c.u64("completion_tokens_details.reasoning_tokens"),
+            reasoning,
         }
     }
 }
@@ -418,16 +554,16 @@ mod tests {
     fn flat_reads_nested_members_under_dotted_keys() {
         let body = br#"{"a":1,"b":{"c":"x","d":{"e":2},"l":[1,{"f":3}]},"n":null,"neg":-4,"f":1.5,"t":true}"#;
         let mut flat = objects::from_slice::<Flat>(body).expect("reads");
-        assert_eq!(flat.u64("a"), Some(1));
+        assert!(matches!(flat.get("a"), Some(Scalar::U64(1))));
         assert!(matches!(flat.get("b"), Some(Scalar::Object)));
-        assert_eq!(flat.u64("b.d.e"), Some(2));
+        assert!(matches!(flat.get("b.d.e"), Some(Scalar::U64(2))));
         assert!(matches!(flat.get("b.l"), Some(Scalar::List)));
         assert!(!flat.has("b.l.f"), "lists are skipped");
         assert!(matches!(flat.get("n"), Some(Scalar::Null)));
         assert_eq!(flat.text("neg"), Some("-4".into()));
         assert!(matches!(flat.get("f"), Some(Scalar::Other)));
         assert!(matches!(flat.get("t"), Some(Scalar::Other)));
-        assert_eq!(flat.u64("neg"), None);
+        assert!(matches!(flat.get("neg"), Some(Scalar::I64(-4))));
         assert_eq!(flat.take_str("b.c"), Some("x".into()));
         assert!(!flat.has(""));
     }
@@ -514,6 +650,27 @@ mod tests {
         assert!(read("[]").expect("empty list").is_empty());
         assert!(read(r#"["x",1]"#).is_err());
         assert!(read("7").is_err());
+    }
+
+    #[test]
+    fn counts_pick_asked_keys_one_level_deep() {
+        struct Picked([Option<u64>; MAX_COUNTS]);
+        impl<'de> Deserialize<'de> for Picked {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                counts(d, &["a", "o.b", "o.p.c", "z", "e\u{301}"]).map(Picked)
+            }
+        }
+        let read = |body: &str| objects::from_slice::<Picked>(body.as_bytes()).map(|p| p.0);
+        let body = r#"{"a":1,"o":{"b":2,"p":{"c":3},"a":9},"b":7,"z":4,"z":5,"e\u0301":6}"#;
+        assert_eq!(
+            read(body).expect("reads"),
+            [Some(1), Some(2), None, Some(5), Some(6)]
+        );
+        assert_eq!(
+            read("[1]").expect("a list has no counts"),
+            [None; MAX_COUNTS]
+        );
+        assert!(read(r#"{"a":1"#).is_err());
     }
 
     #[test]
