@@ -11,7 +11,7 @@
 //! semantics, so its input is `input_tokens + cache_read_input_tokens +
 //! cache_creation_input_tokens`.
 
-use super::wire::{counts, Flat, Scalar};
+use super::wire::{counts, dotted, Flat, Scalar};
 use super::{
     inline_media, item_slot, set_once, sort_by_index, Budget, ChunkEffect, ProtocolError,
     StreamFold,
@@ -398,13 +398,19 @@ struct WireError {
     message: Option<String>,
 }
 
+impl WireError {
+    /// The error under `key` of `f` (`error` in an error body, empty when `f` is the error).
+    fn from_flat(f: &mut Flat, key: &str) -> WireError {
+        WireError {
+            kind: f.take_str(&dotted(key, "type")),
+            message: f.take_str(&dotted(key, "message")),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for WireError {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut f = Flat::object(d)?;
-        Ok(WireError {
-            kind: f.take_str("type"),
-            message: f.take_str("message"),
-        })
+        Ok(WireError::from_flat(&mut Flat::object(d)?, ""))
     }
 }
 
@@ -424,13 +430,9 @@ impl From<WireError> for ErrorInfo {
 /// its `error.type` (`invalid_request_error`, `overloaded_error`, …) and message. `None` when
 /// the body carries no recognisable error.
 pub fn parse_error(body: &[u8]) -> Option<ErrorInfo> {
-    let mut f = objects::from_slice::<Flat>(body).ok()?;
-    matches!(f.get("error"), Some(Scalar::Object)).then(|| {
-        ErrorInfo::from(WireError {
-            kind: f.take_str("error.type"),
-            message: f.take_str("error.message"),
-        })
-    })
+    let mut f = Flat::read(body)?;
+    matches!(f.get("error"), Some(Scalar::Object))
+        .then(|| ErrorInfo::from(WireError::from_flat(&mut f, "error")))
 }
 
 /// One streamed event's data; which fields are set depends on its `type`.

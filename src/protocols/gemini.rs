@@ -13,7 +13,7 @@
 //! not the body. Bodies are deserialized into typed structs that ignore unknown keys; nothing
 //! here calls the host.
 
-use super::wire::{counts, flat_strings, Flat, Scalar};
+use super::wire::{counts, dotted, flat_strings, Flat, Scalar};
 use super::{
     inline_media, item_slot, set_once, sort_by_index, Budget, ChunkEffect, ProtocolError,
     StreamFold,
@@ -443,13 +443,12 @@ struct GoogleError {
 }
 
 impl GoogleError {
-    /// The error whose members are under `prefix` (`error.` in an error body, empty when `f`
-    /// is the error itself).
-    fn from_flat(f: &mut Flat, prefix: &str) -> GoogleError {
+    /// The error under `key` of `f` (`error` in an error body, empty when `f` is the error).
+    fn from_flat(f: &mut Flat, key: &str) -> GoogleError {
         GoogleError {
-            code: f.text(&format!("{prefix}code")),
-            message: f.take_str(&format!("{prefix}message")),
-            status: f.take_str(&format!("{prefix}status")),
+            code: f.text(&dotted(key, "code")),
+            message: f.take_str(&dotted(key, "message")),
+            status: f.take_str(&dotted(key, "status")),
         }
     }
 }
@@ -510,9 +509,9 @@ pub fn parse_error(body: &[u8]) -> Option<ErrorInfo> {
 }
 
 fn error_of(body: &[u8]) -> Option<ErrorInfo> {
-    let mut f = objects::from_slice::<Flat>(body).ok()?;
+    let mut f = Flat::read(body)?;
     matches!(f.get("error"), Some(Scalar::Object))
-        .then(|| ErrorInfo::from(GoogleError::from_flat(&mut f, "error.")))
+        .then(|| ErrorInfo::from(GoogleError::from_flat(&mut f, "error")))
 }
 
 /// A candidate being assembled from chunks.

@@ -328,10 +328,7 @@ fn error_info(raw: &RawValue) -> Option<ErrorInfo> {
             message,
         });
     }
-    let mut obj = objects::from_slice::<Flat>(raw.get().as_bytes()).ok()?;
-    if obj.has("") {
-        return None;
-    }
+    let mut obj = Flat::read(raw.get().as_bytes())?;
     Some(ErrorInfo {
         kind: obj.take_str("type").unwrap_or_else(|| "error".into()),
         message: obj.take_str("message").unwrap_or_default(),

@@ -6,7 +6,7 @@
 //! llama.cpp, …) speak the same shapes. Bodies are deserialized into typed structs that ignore
 //! unknown keys; nothing here calls the host.
 
-use super::wire::{flat_strings, stop_list, Flat, OpenAiUsage, Scalar, Stop};
+use super::wire::{dotted, flat_strings, stop_list, Flat, Key, OpenAiUsage, Scalar, Stop};
 use super::{
     item_slot, media_placeholder, set_once_from, sort_by_index, Budget, ChunkEffect, ProtocolError,
     StreamFold,
@@ -93,7 +93,7 @@ impl<'de> Deserialize<'de> for ImageUrl {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ImageUrl, A::Error> {
                 let mut url = None;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(Key(key)) = map.next_key()? {
                     if key != "url" {
                         map.next_value::<IgnoredAny>()?;
                     } else if url.replace(map.next_value::<String>()?).is_some() {
@@ -282,28 +282,19 @@ enum ErrorDetail {
 
 impl ErrorDetail {
     /// The detail under `key` of `f`: a string, or an object whose members follow as `key.…`.
+    /// The top level (`key` empty) is an object when it holds no value of its own.
     fn at(f: &mut Flat, key: &str) -> Option<ErrorDetail> {
-        let member = |name: &str| {
-            if key.is_empty() {
-                name.to_owned()
-            } else {
-                format!("{key}.{name}")
-            }
+        let object = match f.get(key) {
+            Some(Scalar::Str(_)) => return f.take_str(key).map(ErrorDetail::Text),
+            Some(Scalar::Object) => true,
+            None => key.is_empty(),
+            _ => false,
         };
-        match f.get(key) {
-            Some(Scalar::Str(_)) => f.take_str(key).map(ErrorDetail::Text),
-            Some(Scalar::Object) => Some(ErrorDetail::Object {
-                message: f.take_str(&member("message")),
-                kind: f.take_str(&member("type")),
-                code: f.text(&member("code")),
-            }),
-            None if key.is_empty() => Some(ErrorDetail::Object {
-                message: f.take_str("message"),
-                kind: f.take_str("type"),
-                code: f.text("code"),
-            }),
-            _ => None,
-        }
+        object.then(|| ErrorDetail::Object {
+            message: f.take_str(&dotted(key, "message")),
+            kind: f.take_str(&dotted(key, "type")),
+            code: f.text(&dotted(key, "code")),
+        })
     }
 }
 
@@ -321,10 +312,7 @@ impl<'de> Deserialize<'de> for ErrorDetail {
 /// "type", "code"}` instead of OpenAI's nested `error` object; FastAPI-based servers (vLLM's
 /// native `/generate`, TGI) answer `{"detail": "…"}`.
 pub fn parse_error(body: &[u8]) -> Option<ErrorInfo> {
-    let mut f = objects::from_slice::<Flat>(body).ok()?;
-    if f.has("") {
-        return None;
-    }
+    let mut f = Flat::read(body)?;
     let detail = match f.get("error") {
         Some(Scalar::Str(_) | Scalar::Object) => ErrorDetail::at(&mut f, "error"),
         Some(Scalar::Null) | None if matches!(f.get("object"), Some(Scalar::Str(o)) if o == "error") => {

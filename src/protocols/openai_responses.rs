@@ -500,10 +500,7 @@ struct WireError {
 impl WireError {
     /// The error `body` holds; `None` when it is not an object.
     fn read(body: &[u8]) -> Option<WireError> {
-        let mut f = objects::from_slice::<Flat>(body).ok()?;
-        if f.has("") {
-            return None;
-        }
+        let mut f = Flat::read(body)?;
         let mut text = |key| f.text(key).filter(|s| !s.is_empty());
         Some(WireError {
             code: text("code"),

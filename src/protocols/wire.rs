@@ -228,7 +228,23 @@ pub(crate) enum Scalar {
     List,
 }
 
+/// The key of member `name` of the object under `parent` (the empty key for the top level).
+pub(crate) fn dotted(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{parent}.{name}")
+    }
+}
+
 impl Flat {
+    /// The object `body` holds; `None` when it is not JSON or not an object.
+    pub(crate) fn read(body: &[u8]) -> Option<Flat> {
+        crate::objects::from_slice::<Flat>(body)
+            .ok()
+            .filter(|f| !f.has(""))
+    }
+
     /// Reads a value that must be an object, for a type read through `Flat`.
     pub(crate) fn object<'de, D: Deserializer<'de>>(d: D) -> Result<Flat, D::Error> {
         let flat = Flat::deserialize(d)?;
@@ -348,14 +364,9 @@ impl<'de> Visitor<'de> for FlatSeed<'_> {
         if !self.key.is_empty() {
             self.into.push((self.key.clone(), Scalar::Object));
         }
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let key = if self.key.is_empty() {
-                key.into_owned()
-            } else {
-                format!("{}.{key}", self.key)
-            };
+        while let Some(Key(key)) = map.next_key()? {
             map.next_value_seed(FlatSeed {
-                key,
+                key: dotted(&self.key, &key),
                 into: self.into,
             })?;
         }
@@ -468,7 +479,7 @@ impl<'de> Visitor<'de> for CountsSeed<'_> {
 
 /// A member's key, borrowed from the body unless it has escapes (serde reads a `Cow` key as
 /// an owned string every time).
-struct Key<'de>(Cow<'de, str>);
+pub(crate) struct Key<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
