@@ -12,7 +12,7 @@
 
 use crate::context::Context;
 use crate::decode::{self, BodyDecoder};
-use crate::protocols::{ChunkEffect, Protocol, StreamFold};
+use crate::protocols::{self, ChunkEffect, Protocol, StreamFold};
 use crate::providers;
 use crate::record::{ErrorInfo, TraceRecord};
 use crate::sse::SseDecoder;
@@ -254,8 +254,8 @@ impl Capture {
             }
             Body::Stream(decoder, fold) => {
                 let first = &mut self.record.first_token_ns;
-                decoder.push(chunk, &mut |event| {
-                    if fold.push(event) == ChunkEffect::Output && first.is_none() {
+                protocols::push_chunk(decoder, fold.as_mut(), chunk, &mut |effect| {
+                    if effect == ChunkEffect::Output && first.is_none() {
                         *first = Some(now_ns);
                     }
                 });
@@ -285,8 +285,8 @@ impl Capture {
                 let first = &mut record.first_token_ns;
                 let limit = max_body.saturating_mul(STREAM_DECODE_FACTOR);
                 decoding.decoder.push_with(chunk, limit, &mut |bytes| {
-                    sse.push(bytes, &mut |event| {
-                        if fold.push(event) == ChunkEffect::Output && first.is_none() {
+                    protocols::push_chunk(sse, fold.as_mut(), bytes, &mut |effect| {
+                        if effect == ChunkEffect::Output && first.is_none() {
                             *first = Some(now_ns);
                         }
                     });

@@ -340,6 +340,8 @@ pub struct Template {
     /// Where the value starts (just after its opening quote) and ends (at its closing quote).
     start: usize,
     end: usize,
+    /// `bytes` hold no line break (`\n`, `\r`): a document that matches is one line.
+    one_line: bool,
 }
 
 impl Template {
@@ -353,7 +355,15 @@ impl Template {
         if quoted && doc.get(start..end) == Some(value.raw.as_bytes()) {
             self.bytes.extend_from_slice(doc);
             (self.start, self.end) = (start, end);
+            self.one_line = !doc.contains(&b'\n') && !doc.contains(&b'\r');
         }
+    }
+
+    /// Whether every document [`Template::value`] reads is one line: the template's own bytes
+    /// hold no line break, and a value with a control character (a line break among them) is
+    /// not read.
+    pub fn one_line(&self) -> bool {
+        self.one_line && !self.bytes.is_empty()
     }
 
     /// Forgets the template.

@@ -105,6 +105,26 @@ impl SseDecoder {
         self.append(chunk);
     }
 
+    /// The data of `chunk` when the chunk is one whole event of one `data` line
+    /// (`data: X\n\n`) and nothing of earlier chunks is pending, so that [`SseDecoder::push`]
+    /// would dispatch one event with data `X` and end as it is now, provided `X` holds no line
+    /// break. That is for the caller to prove: it reads `X` anyway, so this looks at the chunk's
+    /// ends only and scans nothing.
+    pub fn lone_data_line<'c>(&self, chunk: &'c [u8]) -> Option<&'c [u8]> {
+        let clean = !self.ndjson
+            && !self.skip_lf
+            && !self.discarding
+            && !self.has_data
+            && !self.dropping
+            && self.pending.is_empty()
+            && self.current.event.is_empty();
+        let line = chunk
+            .strip_suffix(b"\n\n")
+            .filter(|l| clean && l.len() <= self.max_line)?;
+        let value = line.strip_prefix(b"data:")?;
+        Some(value.strip_prefix(b" ").unwrap_or(value))
+    }
+
     /// Ends the stream. Per the spec an event not terminated by a blank line is discarded, but
     /// providers regularly omit the final blank line, so a pending event with data is delivered.
     pub fn finish(&mut self, on_event: &mut dyn FnMut(&Event)) {

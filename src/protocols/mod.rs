@@ -295,8 +295,32 @@ pub trait StreamFold {
     /// Applies one event (SSE event, or one NDJSON line as `data`). Malformed events are
     /// counted, never fatal.
     fn push(&mut self, event: &Event) -> ChunkEffect;
+    /// Applies the data of an event that came as a chunk of its own, one `data` line
+    /// ([`SseDecoder::lone_data_line`]) not yet searched for line breaks: `None`, with nothing
+    /// changed, unless the fold reads it on a path that proves it holds none, so that it is the
+    /// data [`StreamFold::push`] would have been given.
+    fn push_lone_line(&mut self, _data: &[u8]) -> Option<ChunkEffect> {
+        None
+    }
     /// Writes what was folded into `record`.
     fn finish(self: Box<Self>, record: &mut TraceRecord);
+}
+
+/// Feeds one chunk of a streamed body to `fold` through `framing`, `on_effect` seeing what each
+/// event it completes did. A chunk that is one event of one `data` line goes to the fold whole,
+/// not searched for line breaks, when the fold can prove it holds none.
+pub fn push_chunk(
+    framing: &mut SseDecoder,
+    fold: &mut dyn StreamFold,
+    chunk: &[u8],
+    on_effect: &mut dyn FnMut(ChunkEffect),
+) {
+    let lone = framing.lone_data_line(chunk);
+    if let Some(effect) = lone.and_then(|data| fold.push_lone_line(data)) {
+        on_effect(effect);
+        return;
+    }
+    framing.push(chunk, &mut |event| on_effect(fold.push(event)));
 }
 
 /// Folds a whole body with `fold`: every event `framing` decodes from `body`, then the record,

@@ -471,7 +471,7 @@ impl ChatStream {
         if trimmed.is_empty() {
             return ChunkEffect::Quiet;
         }
-        if self.fast {
+        if self.fast && self.template.one_line() {
             if let Some(effect) = self.templated(trimmed) {
                 return effect;
             }
@@ -866,6 +866,15 @@ impl StreamFold for ChatStream {
         self.push_data(&event.data)
     }
 
+    fn push_lone_line(&mut self, data: &[u8]) -> Option<ChunkEffect> {
+        // Only a template read proves the line: nothing else reads all of it.
+        if self.fast && self.template.one_line() {
+            self.templated(data)
+        } else {
+            None
+        }
+    }
+
     fn finish(self: Box<Self>, record: &mut TraceRecord) {
         self.finish_into(record);
     }
@@ -1035,6 +1044,90 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Folds `chunks` as a capture does, chunk by chunk through `push_chunk`.
+    fn fold_chunks(mut fold: super::ChatStream, chunks: &[&[u8]]) -> crate::record::TraceRecord {
+        let mut record = crate::record::TraceRecord::default();
+        let mut framing = crate::sse::SseDecoder::new(1 << 20);
+        for chunk in chunks {
+            crate::protocols::push_chunk(&mut framing, &mut fold, chunk, &mut |_| {});
+        }
+        framing.finish(&mut |e| {
+            super::StreamFold::push(&mut fold, e);
+        });
+        super::StreamFold::finish(Box::new(fold), &mut record);
+        record
+    }
+
+    /// Streams whose events break lines where the lone-line path must not read them: a
+    /// template set from an event of two `data` lines, then chunks with line breaks inside.
+    fn broken_lines() -> Vec<Vec<u8>> {
+        let two_lines = "data: {\"id\":\"c\",\ndata: \"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n";
+        let one_line = |text: &str| {
+            format!(
+                r#"data: {{"id":"c","choices":[{{"index":0,"delta":{{"content":"{text}"}}}}]}}"#
+            ) + "\n\n"
+        };
+        let cut = |sep: &str| {
+            format!(
+                "data: {{\"id\":\"c\",{sep}\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"b\"}}}}]}}\n\n"
+            )
+        };
+        vec![
+            format!("{two_lines}{}", cut("\n")).into_bytes(),
+            format!("{two_lines}{}", cut("\r")).into_bytes(),
+            format!("{two_lines}{}", cut("\r\n")).into_bytes(),
+            format!("{}{}", one_line("a"), one_line("b\nc")).into_bytes(),
+            format!("{}{}", one_line("a"), one_line("b\rc")).into_bytes(),
+            format!("{}{}", one_line("a"), cut("\ndata: ")).into_bytes(),
+            format!("{}data:{}", one_line("a"), &one_line("b")[6..]).into_bytes(),
+            format!("{}data:  {}", one_line("a"), &one_line("b")[6..]).into_bytes(),
+            format!("{}event: x\n{}", one_line("a"), one_line("b")).into_bytes(),
+        ]
+    }
+
+    #[test]
+    fn chunks_of_one_event_fold_as_the_event_stream_does() {
+        for (i, stream) in streams().iter().chain(&broken_lines()).enumerate() {
+            // One chunk per event, as most upstreams send them; and the whole body at once.
+            let mut events: Vec<&[u8]> = Vec::new();
+            let mut rest = &stream[..];
+            while let Some(at) = rest.windows(2).position(|w| w == b"\n\n") {
+                events.push(&rest[..at + 2]);
+                rest = &rest[at + 2..];
+            }
+            events.push(rest);
+            let whole = fold_with(super::ChatStream::new(1 << 20), stream);
+            let chunked = fold_chunks(super::ChatStream::new(1 << 20), &events);
+            assert_eq!(
+                chunked,
+                whole,
+                "stream {i}: {}",
+                String::from_utf8_lossy(stream)
+            );
+        }
+    }
+
+    #[test]
+    fn a_lone_line_is_read_by_the_template_only() {
+        let first = br#"{"id":"c","choices":[{"index":0,"delta":{"content":"a"}}]}"#;
+        let next = b"{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"b\"}}]}";
+        let mut fold = super::ChatStream::new(1 << 20);
+        // No template yet: the lone line is declined, and the event framing reads it.
+        assert_eq!(super::StreamFold::push_lone_line(&mut fold, first), None);
+        super::StreamFold::push(
+            &mut fold,
+            &crate::sse::Event {
+                event: String::new(),
+                data: first.to_vec(),
+            },
+        );
+        assert_eq!(
+            super::StreamFold::push_lone_line(&mut fold, next),
+            Some(super::ChunkEffect::Output)
+        );
+        assert_eq!(fold.choices[0].content, "ab");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use wasmtime::Caller;
 
-use super::memory::{read, return_bytes, write_u32, write_u64};
+use super::memory::{read, return_bytes, return_held, write_u32, write_u64};
 use super::{codec, finish, Abi, Registrar, Status};
 use crate::personality::BodyAccess;
 use crate::state::{pairs_to_strings, HostState, LocalResponse, LogLevel, LogSource, Phase};
@@ -104,11 +104,13 @@ pub(super) fn register(r: &mut Registrar<'_>) {
         "env",
         "proxy_get_buffer_status",
         |mut c: C<'_>, ty: u32, ret_size: u32, ret_flags: u32| {
-            let res = buffer_bytes(c.data_mut(), ty).and_then(|b| {
-                let len = u32::try_from(b.len()).map_err(|_| Status::InternalFailure)?;
-                write_u32(&mut c, ret_size, len)?;
-                write_u32(&mut c, ret_flags, 0)
-            });
+            let res = buffer_logged(c.data_mut(), ty)
+                .map(<[u8]>::len)
+                .and_then(|len| {
+                    let len = u32::try_from(len).map_err(|_| Status::InternalFailure)?;
+                    write_u32(&mut c, ret_size, len)?;
+                    write_u32(&mut c, ret_flags, 0)
+                });
             finish(c.data_mut(), res)
         },
     );
@@ -238,8 +240,28 @@ fn send_local_response(
     Ok(())
 }
 
+/// The bytes of buffer `ty` in the current callback, per the personality's access rules; a
+/// request body the gateway cannot read is logged as the gateway logs it.
+fn buffer_logged(st: &mut HostState, ty: u32) -> Result<&[u8], Abi> {
+    if buffer(st, ty).is_err() && ty == 0 {
+        let unreadable = allowed(st.cfg.rules.request_body_access(st.vm.phase)).is_ok()
+            && st
+                .effective_stream_ref()
+                .is_some_and(|s| s.req_body_unreadable);
+        if unreadable {
+            // ngx_proxy_wasm_host.c: "cannot read request body buffered to file" (§4.8).
+            st.log(
+                LogLevel::Error,
+                LogSource::Host,
+                "cannot read request body buffered to file".to_string(),
+            );
+        }
+    }
+    buffer(st, ty)
+}
+
 /// The bytes of buffer `ty` in the current callback, per the personality's access rules.
-fn buffer_bytes(st: &mut HostState, ty: u32) -> Result<Vec<u8>, Abi> {
+fn buffer(st: &HostState, ty: u32) -> Result<&[u8], Abi> {
     let phase = st.vm.phase;
     let rules = st.cfg.rules;
     match ty {
@@ -248,39 +270,29 @@ fn buffer_bytes(st: &mut HostState, ty: u32) -> Result<Vec<u8>, Abi> {
             allowed(rules.request_body_access(phase))?;
             let s = st.effective_stream_ref().ok_or(Status::NotFound)?;
             if s.req_body_unreadable {
-                // ngx_proxy_wasm_host.c: "cannot read request body buffered to file" (§4.8).
-                st.log(
-                    LogLevel::Error,
-                    LogSource::Host,
-                    "cannot read request body buffered to file".to_string(),
-                );
                 return Err(Abi::Status(Status::NotFound));
             }
             Ok(if phase == Phase::Log {
-                s.request_body_seen.clone()
+                &s.request_body_seen
             } else {
-                s.req_buf.clone()
+                &s.req_buf
             })
         }
         // HTTP_RESPONSE_BODY
         1 => {
             allowed(rules.response_body_access(phase))?;
-            let s = st.effective_stream().ok_or(Status::NotFound)?;
-            Ok(s.resp_buf.clone())
+            let s = st.effective_stream_ref().ok_or(Status::NotFound)?;
+            Ok(&s.resp_buf)
         }
         // HTTP_CALL_RESPONSE_BODY
         4 => match &st.vm.call_response {
-            Some(r) => Ok(r
-                .outcome
-                .as_ref()
-                .map(|(_, b)| b.clone())
-                .unwrap_or_default()),
+            Some(r) => Ok(r.outcome.as_ref().map_or(&[][..], |(_, b)| &b[..])),
             None => Err(Abi::Status(Status::NotFound)),
         },
         // VM_CONFIGURATION
-        6 if phase == Phase::VmStart => Ok(st.cfg.opts.vm_config.clone()),
+        6 if phase == Phase::VmStart => Ok(&st.cfg.opts.vm_config),
         // PLUGIN_CONFIGURATION
-        7 if phase == Phase::Configure => Ok(st.cfg.opts.plugin_config.clone()),
+        7 if phase == Phase::Configure => Ok(&st.cfg.opts.plugin_config),
         // Downstream/upstream data, gRPC message, foreign-function arguments: not available.
         2..=8 => Err(Abi::Status(Status::NotFound)),
         _ => Err(Abi::Status(Status::BadArgument)),
@@ -303,14 +315,19 @@ fn get_buffer(
     ret: u32,
     ret_size: u32,
 ) -> Result<(), Abi> {
-    let bytes = buffer_bytes(c.data_mut(), ty)?;
+    let len = buffer_logged(c.data_mut(), ty)?.len();
     let start = usize::try_from(start).map_err(|_| Status::BadArgument)?;
-    if start > bytes.len() {
+    if start > len {
         return Err(Abi::Status(Status::BadArgument));
     }
     let max = usize::try_from(max).unwrap_or(usize::MAX);
-    let end = start.saturating_add(max).min(bytes.len());
-    return_bytes(c, &bytes[start..end], ret, ret_size)
+    let end = start.saturating_add(max).min(len);
+    // Copied from the buffer into the guest's block, as a gateway does.
+    return_held(c, end - start, ret, ret_size, |st| {
+        buffer(st, ty)?
+            .get(start..end)
+            .ok_or(Abi::Status(Status::InternalFailure))
+    })
 }
 
 fn set_buffer(

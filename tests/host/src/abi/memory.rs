@@ -108,15 +108,72 @@ pub(crate) fn return_bytes(
     ret_data: u32,
     ret_size: u32,
 ) -> Result<(), Abi> {
+    let Some(ptr) = allocate_returned(store, bytes.len(), ret_data, ret_size)? else {
+        return Ok(());
+    };
+    write(store, ptr, bytes).map_err(|_| Status::InternalFailure)?;
+    write_returned(store, ptr, bytes.len(), ret_data, ret_size)
+}
+
+/// [`return_bytes`] for bytes the host state holds (a body buffer): `len` bytes are allocated,
+/// then `source` picks them out of the state and they are copied straight into the block, as a
+/// gateway copies its buffer into guest memory, with no copy of their own on the way.
+///
+/// The allocator is guest code and may change the state through hostcalls; when `source` then
+/// finds other than `len` bytes, the call fails with `InternalFailure`.
+pub(crate) fn return_held<S>(
+    store: &mut impl AsContextMut<Data = HostState>,
+    len: usize,
+    ret_data: u32,
+    ret_size: u32,
+    source: S,
+) -> Result<(), Abi>
+where
+    S: FnOnce(&HostState) -> Result<&[u8], Abi>,
+{
+    let Some(ptr) = allocate_returned(store, len, ret_data, ret_size)? else {
+        return Ok(());
+    };
+    let mem = memory(store)?;
+    let (data, state) = mem.data_and_store_mut(&mut *store);
+    let bytes = source(state).map_err(|_| Status::InternalFailure)?;
+    let size = u32::try_from(bytes.len()).map_err(|_| Status::InternalFailure)?;
+    let r = range(ptr, size, data.len()).map_err(|_| Status::InternalFailure)?;
+    if bytes.len() != len {
+        return Err(Abi::Status(Status::InternalFailure));
+    }
+    data[r].copy_from_slice(bytes);
+    write_returned(store, ptr, len, ret_data, ret_size)
+}
+
+/// Checks the out-pointers and allocates `len` bytes for returned data: `None` (after storing a
+/// null pointer and size 0) when `len` is 0.
+fn allocate_returned(
+    store: &mut impl AsContextMut<Data = HostState>,
+    len: usize,
+    ret_data: u32,
+    ret_size: u32,
+) -> Result<Option<u32>, Abi> {
     check(store, ret_data, 4)?;
     check(store, ret_size, 4)?;
-    if bytes.is_empty() {
+    if len == 0 {
         write_u32(store, ret_data, 0)?;
-        return write_u32(store, ret_size, 0);
+        write_u32(store, ret_size, 0)?;
+        return Ok(None);
     }
-    let size = u32::try_from(bytes.len()).map_err(|_| Status::BadArgument)?;
-    let ptr = allocate(store, size)?;
-    write(store, ptr, bytes).map_err(|_| Status::InternalFailure)?;
+    let size = u32::try_from(len).map_err(|_| Status::BadArgument)?;
+    allocate(store, size).map(Some)
+}
+
+/// Stores the address and size of returned data in the out-parameters.
+fn write_returned(
+    store: &mut impl AsContextMut<Data = HostState>,
+    ptr: u32,
+    len: usize,
+    ret_data: u32,
+    ret_size: u32,
+) -> Result<(), Abi> {
+    let size = u32::try_from(len).map_err(|_| Status::BadArgument)?;
     write_u32(store, ret_data, ptr)?;
     write_u32(store, ret_size, size)
 }
