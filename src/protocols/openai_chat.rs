@@ -158,7 +158,7 @@ fn tool_call_part(call: ToolCall) -> Part {
 
 /// `content` is a string, null, or an array of typed parts.
 fn content_parts(raw: &RawValue) -> Vec<Part> {
-    if let Some(text) = skim::plain_string(raw.get()) {
+    if let Some(text) = skim::unescaped(raw) {
         return vec![Part::Text(text.to_string())];
     }
     if let Ok(text) = serde_json::from_slice::<Option<String>>(raw.get().as_bytes()) {
