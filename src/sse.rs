@@ -118,11 +118,20 @@ impl SseDecoder {
             && !self.dropping
             && self.pending.is_empty()
             && self.current.event.is_empty();
-        let line = chunk
-            .strip_suffix(b"\n\n")
-            .filter(|l| clean && l.len() <= self.max_line)?;
-        let value = line.strip_prefix(b"data:")?;
-        Some(value.strip_prefix(b" ").unwrap_or(value))
+        // Patterns rather than `strip_*`, which compare through `memcmp`.
+        let [line @ .., b'\n', b'\n'] = chunk else {
+            return None;
+        };
+        let [b'd', b'a', b't', b'a', b':', value @ ..] = line else {
+            return None;
+        };
+        if !clean || line.len() > self.max_line {
+            return None;
+        }
+        Some(match value {
+            [b' ', rest @ ..] => rest,
+            _ => value,
+        })
     }
 
     /// Ends the stream. Per the spec an event not terminated by a blank line is discarded, but
@@ -300,6 +309,54 @@ mod tests {
                 String::from_utf8_lossy(input)
             );
         }
+    }
+
+    #[test]
+    fn a_lone_data_line_is_the_one_event_push_would_give() {
+        let cases: [(&[u8], Option<&[u8]>); 10] = [
+            (b"data: x\n\n", Some(b"x")),
+            (b"data:x\n\n", Some(b"x")),
+            (b"data:  x\n\n", Some(b" x")),
+            (b"data:\n\n", Some(b"")),
+            (b"data: {\"a\":1}\n\n", Some(b"{\"a\":1}")),
+            (b"event: e\ndata: x\n\n", None),
+            (b"data: x\n", None),
+            (b"data: x\r\n\r\n", None),
+            (b": comment\n\n", None),
+            // Longer than a line may be (16 bytes here).
+            (b"data: 0123456789ab\n\n", None),
+        ];
+        for (chunk, expected) in cases {
+            assert_eq!(
+                SseDecoder::new(16).lone_data_line(chunk),
+                expected,
+                "{chunk:?}"
+            );
+            if let Some(data) = expected {
+                // What push dispatches for the same chunk: that event, and only that.
+                let (events, oversized) = decode_in(&[chunk], 16);
+                assert_eq!(events.len(), 1, "{chunk:?}");
+                assert_eq!((&events[0].data[..], &events[0].event[..]), (data, ""));
+                assert_eq!(oversized, 0);
+            }
+        }
+        // Anything pending from earlier chunks, and NDJSON framing, rule it out.
+        let mut partial = SseDecoder::new(1024);
+        partial.push(b"data: a", &mut |_| {});
+        assert_eq!(partial.lone_data_line(b"data: x\n\n"), None);
+        let mut open_event = SseDecoder::new(1024);
+        open_event.push(b"data: a\n", &mut |_| {});
+        assert_eq!(open_event.lone_data_line(b"data: x\n\n"), None);
+        let mut named = SseDecoder::new(1024);
+        named.push(b"event: e\n", &mut |_| {});
+        assert_eq!(named.lone_data_line(b"data: x\n\n"), None);
+        let mut after_cr = SseDecoder::new(1024);
+        after_cr.push(b"data: a\r\r", &mut |_| {});
+        assert_eq!(after_cr.lone_data_line(b"\ndata: x\n\n"), None);
+        assert_eq!(
+            SseDecoder::ndjson(1024).lone_data_line(b"data: x\n\n"),
+            None
+        );
     }
 
     #[test]

@@ -490,8 +490,17 @@ impl ChatStream {
 
     /// The last plain delta again, with another string: applied without parsing.
     fn templated(&mut self, data: &[u8]) -> Option<ChunkEffect> {
-        let value = Some(self.template.value(data)?.decode());
+        let value = self.template.value(data)?.decode();
         let (index, varying) = self.template_at;
+        if varying == Varying::Text {
+            // Most events: more text for a choice already open, applied as `apply_choice`
+            // would apply it, without building the chunk.
+            if let Some(acc) = self.choices.iter_mut().rev().find(|c| c.index == index) {
+                self.budget.append(&mut acc.content, &value);
+                return Some(ChunkEffect::output_if(!value.is_empty()));
+            }
+        }
+        let value = Some(value);
         let delta = match varying {
             Varying::Text => Delta {
                 content: value,

@@ -43,9 +43,9 @@ impl Host {
     fn gate(&mut self, id: u32, phase: Phase) -> Gate {
         let generation = self.store.data().rec.generation;
         let health = self.health;
-        let opts = self.cfg.opts.clone();
+        let opts = &self.cfg.opts;
         let rules = self.cfg.rules;
-        let Some(s) = self.stream_mut(id) else {
+        let Some(s) = self.store.data_mut().rec.streams.get_mut(&id) else {
             return Gate::Stop;
         };
         if s.ended || s.local_response.is_some() || s.reset {
@@ -69,7 +69,7 @@ impl Host {
             Health::Failed => {
                 // Envoy: every later callback of a failed VM fails the stream (§5.1).
                 s.filter_skipped = true;
-                match rules.trap_effect(&opts, phase, s.client_headers.is_some()) {
+                match rules.trap_effect(opts, phase, s.client_headers.is_some()) {
                     TrapEffect::PassThrough => Gate::Skip,
                     TrapEffect::Local(resp) => {
                         s.local_response = Some(resp);
