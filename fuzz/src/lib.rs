@@ -120,7 +120,8 @@ pub const SINK_CONFIG: &str = r#"{
 /// sizes, then the stream.
 ///
 /// # Panics
-/// When the events depend on how the stream was cut, or an NDJSON event is not one bounded line.
+/// When the events depend on how the stream was cut, an NDJSON event is not one bounded line,
+/// or a chunk the decoder calls a lone data line is not the one event it then dispatches.
 pub fn sse(data: &[u8]) {
     let mut input = Input::new(data);
     let ndjson = input.byte() & 1 == 1;
@@ -148,7 +149,18 @@ pub fn sse(data: &[u8]) {
 fn run_sse(mut decoder: SseDecoder, chunks: &[&[u8]]) -> (Vec<Event>, usize) {
     let mut events = Vec::new();
     for chunk in chunks {
+        // A lone data line free of line breaks is exactly the one event push dispatches.
+        let lone = decoder
+            .lone_data_line(chunk)
+            .filter(|d| !d.contains(&b'\n') && !d.contains(&b'\r'))
+            .map(<[u8]>::to_vec);
+        let (before, oversized) = (events.len(), decoder.oversized_lines());
         decoder.push(chunk, &mut |e| events.push(e.clone()));
+        if let Some(data) = lone {
+            assert_eq!(events.len(), before + 1, "a lone data line is one event");
+            assert_eq!((&events[before].data, events[before].event.as_str()), (&data, ""));
+            assert_eq!(decoder.oversized_lines(), oversized);
+        }
     }
     decoder.finish(&mut |e| events.push(e.clone()));
     (events, decoder.oversized_lines())
