@@ -243,7 +243,7 @@ fn send_local_response(
 /// The bytes of buffer `ty` in the current callback, per the personality's access rules; a
 /// request body the gateway cannot read is logged as the gateway logs it.
 fn buffer_logged(st: &mut HostState, ty: u32) -> Result<&[u8], Abi> {
-    if buffer(st, ty).is_err() && ty == 0 {
+    if ty == 0 {
         let unreadable = allowed(st.cfg.rules.request_body_access(st.vm.phase)).is_ok()
             && st
                 .effective_stream_ref()
