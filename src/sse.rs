@@ -341,18 +341,17 @@ mod tests {
             }
         }
         // Anything pending from earlier chunks, and NDJSON framing, rule it out.
-        let mut partial = SseDecoder::new(1024);
-        partial.push(b"data: a", &mut |_| {});
-        assert_eq!(partial.lone_data_line(b"data: x\n\n"), None);
-        let mut open_event = SseDecoder::new(1024);
-        open_event.push(b"data: a\n", &mut |_| {});
-        assert_eq!(open_event.lone_data_line(b"data: x\n\n"), None);
-        let mut named = SseDecoder::new(1024);
-        named.push(b"event: e\n", &mut |_| {});
-        assert_eq!(named.lone_data_line(b"data: x\n\n"), None);
-        let mut after_cr = SseDecoder::new(1024);
-        after_cr.push(b"data: a\r\r", &mut |_| {});
-        assert_eq!(after_cr.lone_data_line(b"\ndata: x\n\n"), None);
+        let earlier: [(&[u8], &[u8]); 4] = [
+            (b"data: a", b"data: x\n\n"),
+            (b"data: a\n", b"data: x\n\n"),
+            (b"event: e\n", b"data: x\n\n"),
+            (b"data: a\r\r", b"data: x\n\n"),
+        ];
+        for (before, chunk) in earlier {
+            let mut decoder = SseDecoder::new(1024);
+            decoder.push(before, &mut |_| {});
+            assert_eq!(decoder.lone_data_line(chunk), None, "after {before:?}");
+        }
         assert_eq!(
             SseDecoder::ndjson(1024).lone_data_line(b"data: x\n\n"),
             None
