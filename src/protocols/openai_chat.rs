@@ -471,7 +471,7 @@ impl ChatStream {
         if trimmed.is_empty() {
             return ChunkEffect::Quiet;
         }
-        if self.fast && self.template.one_line() {
+        if self.fast {
             if let Some(effect) = self.templated(trimmed) {
                 return effect;
             }
