@@ -137,11 +137,11 @@ where
     let mem = memory(store)?;
     let (data, state) = mem.data_and_store_mut(&mut *store);
     let bytes = source(state).map_err(|_| Status::InternalFailure)?;
-    let size = u32::try_from(bytes.len()).map_err(|_| Status::InternalFailure)?;
-    let r = range(ptr, size, data.len()).map_err(|_| Status::InternalFailure)?;
     if bytes.len() != len {
         return Err(Abi::Status(Status::InternalFailure));
     }
+    let size = u32::try_from(len).map_err(|_| Status::InternalFailure)?;
+    let r = range(ptr, size, data.len()).map_err(|_| Status::InternalFailure)?;
     data[r].copy_from_slice(bytes);
     write_returned(store, ptr, len, ret_data, ret_size)
 }
