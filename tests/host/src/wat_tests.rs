@@ -35,6 +35,7 @@ fn guest_wat(body: &str) -> String {
   (import "env" "proxy_get_header_map_value" (func $get_header (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_get_header_map_pairs" (func $get_pairs (param i32 i32 i32) (result i32)))
   (import "env" "proxy_get_buffer_bytes" (func $get_buffer (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_buffer_bytes" (func $set_buffer (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_set_tick_period_milliseconds" (func $set_tick (param i32) (result i32)))
   (import "env" "proxy_get_property" (func $get_property (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_define_metric" (func $define_metric (param i32 i32 i32 i32) (result i32)))
@@ -933,4 +934,46 @@ fn module_is_shareable_and_hosts_are_sendable() {
     for h in handles {
         assert_eq!(h.join().expect("thread"), 200);
     }
+}
+
+#[test]
+fn a_buffer_cut_by_the_allocator_is_not_returned() {
+    // The allocator is guest code: while the host serves `proxy_get_buffer_bytes` it may change
+    // the very buffer being returned. When `$cut` is set, it replaces the body by one byte.
+    let wat = guest_wat(&format!(
+        r#"(global $cut (mut i32) (i32.const 0))
+        (data (i32.const {TEXT}) "x")
+        (func (export "proxy_on_memory_allocate") (param $n i32) (result i32)
+          (if (global.get $cut)
+            (then (call $slot (i32.const 3) (call $set_buffer (i32.const 1) (i32.const 0)
+                    (i32.const 1000) (i32.const {TEXT}) (i32.const 1)))))
+          (i32.const 0x9000))
+        (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32)
+          (call $slot (i32.const 0)
+            (call $get_buffer (i32.const 1) (i32.const 0) (i32.const 1000) (i32.const {RET}) (i32.const 0x204)))
+          (call $slot (i32.const 1) (i32.load (i32.const 0x204)))
+          (global.set $cut (i32.const 1))
+          (call $slot (i32.const 2)
+            (call $get_buffer (i32.const 1) (i32.const 0) (i32.const 1000) (i32.const {RET}) (i32.const 0x204)))
+          (global.set $cut (i32.const 0))
+          (i32.const 0))"#
+    ))
+    .replace(
+        "(func (export \"proxy_on_memory_allocate\") (param $n i32) (result i32)\n    (local $p i32)",
+        "(func $bump_allocate (param $n i32) (result i32)\n    (local $p i32)",
+    );
+    let m = WasmModule::from_bytes(wat.as_bytes()).expect("test guest compiles");
+    let mut host = Host::new(&m, opts(Personality::Envoy)).expect("host");
+    host.exchange(&Exchange::new("GET", "/").response_body(b"abc".to_vec(), Chunking::Whole));
+    assert_eq!(
+        (slot(&host, 0), slot(&host, 1)),
+        (0, 3),
+        "the body as it is"
+    );
+    assert_eq!(slot(&host, 3), 0, "the allocator cut the body");
+    assert_eq!(
+        slot(&host, 2),
+        10,
+        "InternalFailure, not 3 bytes of a 1-byte body"
+    );
 }
