@@ -153,14 +153,13 @@ impl Capture {
 
     fn finish_request(&mut self) {
         self.request_done = true;
-        if self.request.is_empty() {
+        let body = std::mem::take(&mut self.request);
+        if body.is_empty() {
             return;
         }
-        if self.body_context && !self.record.truncated {
-            self.record.context.apply_body(&self.request);
-        }
+        let truncated = self.record.truncated;
         if self.protocol.is_none() {
-            match Protocol::sniff(&self.request) {
+            match Protocol::sniff(&body) {
                 Some(protocol) => self.set_protocol(protocol),
                 None => self
                     .record
@@ -168,16 +167,25 @@ impl Capture {
                     .push("request: the API is not recognised, exchange not parsed".into()),
             }
         }
+        let mut members = None;
         if let Some(protocol) = self.protocol {
-            if self.record.truncated {
+            if truncated {
                 self.record
                     .unparsed
                     .push("request: body over max_body_bytes, not parsed".into());
-            } else if let Err(e) = protocol.parse_request(&self.request, &mut self.record) {
-                self.record.unparsed.push(format!("request: {e}"));
+            } else {
+                match protocol.parse_request(&body, &mut self.record) {
+                    Ok(read) => members = read,
+                    Err(e) => self.record.unparsed.push(format!("request: {e}")),
+                }
             }
         }
-        self.request = Vec::new();
+        if self.body_context && !truncated {
+            match members {
+                Some(m) => self.record.context.apply_members(m.user, m.metadata),
+                None => self.record.context.apply_body(&body),
+            }
+        }
     }
 
     /// Response headers: status, `content-type`, `content-encoding`.

@@ -476,19 +476,20 @@ impl Context {
     /// Applies the request body's `user` and `metadata` over what headers and defaults gave
     /// (the body has the highest precedence). A body that is not a JSON object is ignored.
     pub fn apply_body(&mut self, body: &[u8]) {
-        let Some(members) = Members::parse(body) else {
-            return;
-        };
-        let member = |key| {
-            members
-                .get(key)
-                .and_then(|raw| serde_json::from_slice::<Value>(raw.as_bytes()).ok())
-        };
+        if let Some(members) = Members::parse(body) {
+            self.apply_members(members.get("user"), members.get("metadata"));
+        }
+    }
+
+    /// [`Context::apply_body`] for a body already read: the JSON text of its top-level `user`
+    /// and `metadata` members (the first of each name), `None` for a member it does not have.
+    pub fn apply_members(&mut self, user: Option<&str>, metadata: Option<&str>) {
+        let member = |raw: Option<&str>| raw.and_then(|raw| serde_json::from_str::<Value>(raw).ok());
         let mut from_body = Context::default();
-        if let Some(Value::Object(meta)) = member("metadata") {
+        if let Some(Value::Object(meta)) = member(metadata) {
             from_body.read_metadata(&meta);
         }
-        if let Some(Value::String(user)) = member("user") {
+        if let Some(Value::String(user)) = member(user) {
             from_body.fill(Field::User, Some(&user));
         }
         self.overlay(from_body);

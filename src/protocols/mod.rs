@@ -20,6 +20,16 @@ use crate::record::{ErrorInfo, TraceRecord};
 use crate::sse::{Event, SseDecoder};
 use std::fmt;
 
+/// A request body's top-level `user` and `metadata` members, as their JSON text (`None` when
+/// absent), read by a protocol's request reader on its way through the body.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BodyMembers<'a> {
+    /// `user`.
+    pub user: Option<&'a str>,
+    /// `metadata`.
+    pub metadata: Option<&'a str>,
+}
+
 /// An API shape the filter can trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -190,13 +200,19 @@ impl Protocol {
         }
     }
 
-    /// Fills the request side of `record`.
+    /// Fills the request side of `record`. Returns the body's top-level `user` and `metadata`
+    /// when the protocol's reader took them on its way through the body (Chat Completions), so
+    /// that the context need not read the body again; `None` when it did not look for them.
     ///
     /// # Errors
     /// [`ProtocolError`] when the body is not a request of this protocol.
-    pub fn parse_request(self, body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
-        match self {
-            Protocol::OpenAiChat => openai_chat::parse_request(body, record),
+    pub fn parse_request<'a>(
+        self,
+        body: &'a [u8],
+        record: &mut TraceRecord,
+    ) -> Result<Option<BodyMembers<'a>>, ProtocolError> {
+        let done = match self {
+            Protocol::OpenAiChat => return openai_chat::parse_request(body, record).map(Some),
             Protocol::OpenAiCompletions => openai_completions::parse_request(body, record),
             Protocol::OpenAiEmbeddings => openai_embeddings::parse_request(body, record),
             Protocol::OpenAiResponses => openai_responses::parse_request(body, record),
@@ -205,7 +221,8 @@ impl Protocol {
             Protocol::OllamaChat => ollama::parse_chat_request(body, record),
             Protocol::OllamaGenerate => ollama::parse_generate_request(body, record),
             Protocol::VllmGenerate => vllm_generate::parse_request(body, record),
-        }
+        };
+        done.map(|()| None)
     }
 
     /// Fills the response side of `record` from a whole (non-streamed) 2xx body.

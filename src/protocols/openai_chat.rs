@@ -8,8 +8,8 @@
 
 use super::wire::{dotted, flat_strings, stop_list, Flat, Key, OpenAiUsage, Scalar, Stop};
 use super::{
-    item_slot, media_placeholder, set_once_from, sort_by_index, Budget, ChunkEffect, ProtocolError,
-    StreamFold,
+    item_slot, media_placeholder, set_once_from, sort_by_index, BodyMembers, Budget, ChunkEffect,
+    ProtocolError, StreamFold,
 };
 use crate::objects;
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
@@ -38,6 +38,11 @@ struct ChatRequest<'a> {
     stop: Option<Stop>,
     #[serde(borrow)]
     tools: Option<&'a RawValue>,
+    /// Read here for the context, so that it need not scan the body again.
+    #[serde(borrow)]
+    user: Option<&'a RawValue>,
+    #[serde(borrow)]
+    metadata: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -113,12 +118,20 @@ flat_strings! {
     struct InputAudio { data: "data", format: "format" }
 }
 
-/// Fills the request side of `record` from a chat completion request body.
+/// Fills the request side of `record` from a chat completion request body; returns the body's
+/// `user` and `metadata`.
 ///
 /// # Errors
 /// [`ProtocolError::Json`] when the body is not a chat completion request.
-pub fn parse_request(body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
-    let req: ChatRequest<'_> = objects::from_slice(body).map_err(ProtocolError::json)?;
+pub fn parse_request<'a>(
+    body: &'a [u8],
+    record: &mut TraceRecord,
+) -> Result<BodyMembers<'a>, ProtocolError> {
+    let req: ChatRequest<'a> = objects::from_slice(body).map_err(ProtocolError::json)?;
+    let members = BodyMembers {
+        user: req.user.map(RawValue::get),
+        metadata: req.metadata.map(RawValue::get),
+    };
     record.request_model = req.model;
     record.params = Params {
         temperature: req.temperature,
@@ -134,7 +147,7 @@ pub fn parse_request(body: &[u8], record: &mut TraceRecord) -> Result<(), Protoc
     };
     record.tools_json = req.tools.map(|t| t.get().to_string());
     record.messages = req.messages.into_iter().map(input_message).collect();
-    Ok(())
+    Ok(members)
 }
 
 fn input_message(m: InMessage<'_>) -> Message {
