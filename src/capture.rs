@@ -151,6 +151,25 @@ impl Capture {
         }
     }
 
+    /// [`Capture::request_chunk`] for a chunk the caller owns: when it is the first and fits
+    /// under `max_body_bytes` (a whole body, as Kong delivers it), it is kept as it is instead
+    /// of being copied.
+    pub fn request_chunk_owned(&mut self, chunk: Option<Vec<u8>>, end_of_stream: bool) {
+        match chunk {
+            Some(bytes)
+                if !self.request_done
+                    && self.request.is_empty()
+                    && bytes.len() <= self.max_body =>
+            {
+                self.request = bytes;
+                if end_of_stream {
+                    self.finish_request();
+                }
+            }
+            other => self.request_chunk(other.as_deref(), end_of_stream),
+        }
+    }
+
     fn finish_request(&mut self) {
         self.request_done = true;
         let body = std::mem::take(&mut self.request);

@@ -484,7 +484,8 @@ impl Context {
     /// [`Context::apply_body`] for a body already read: the JSON text of its top-level `user`
     /// and `metadata` members (the first of each name), `None` for a member it does not have.
     pub fn apply_members(&mut self, user: Option<&str>, metadata: Option<&str>) {
-        let member = |raw: Option<&str>| raw.and_then(|raw| serde_json::from_str::<Value>(raw).ok());
+        let member =
+            |raw: Option<&str>| raw.and_then(|raw| serde_json::from_str::<Value>(raw).ok());
         let mut from_body = Context::default();
         if let Some(Value::Object(meta)) = member(metadata) {
             from_body.read_metadata(&meta);

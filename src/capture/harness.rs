@@ -128,7 +128,7 @@ impl Case {
             ..RequestStart::default()
         };
         let mut c = Capture::new(start, self.protocol, 1 << 20);
-        c.request_chunk(Some(&self.request), true);
+        c.request_chunk_owned(Some(self.request.clone()), true);
         c.response_headers(
             Some(self.status),
             Some(&self.content_type),

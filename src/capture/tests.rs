@@ -645,3 +645,102 @@ fn start_unknown() -> RequestStart {
         ..start()
     }
 }
+
+/// A context from headers, for the body to add to and override.
+fn header_context() -> Context {
+    let mut ctx = Context {
+        user: Some("from-header".into()),
+        session: Some("session-from-header".into()),
+        ..Context::default()
+    };
+    ctx.metadata.insert("team".into(), "platform".into());
+    ctx
+}
+
+/// The chat reader hands the body's `user` and `metadata` to the context; any other body is
+/// scanned for them. Either way the context is what `Context::apply_body` makes of the body.
+#[test]
+fn the_body_context_is_the_same_from_the_chat_reader_as_from_a_scan() {
+    let bodies: [&[u8]; 9] = [
+        br#"{"model":"m","user":"u-1","metadata":{"session_id":"s-9","team":"ml"},"messages":[{"role":"user","content":"hi"}]}"#,
+        br#"{"metadata":{"user_id":"u-meta"},"model":"m","messages":[],"user":"u-1b"}"#,
+        br#"{"model":"m","us\u0065r":"u-2","messages":[]}"#,
+        br#"{"model":"m","user":null,"metadata":null,"messages":[]}"#,
+        br#"{"model":"m","user":7,"metadata":[1],"messages":[]}"#,
+        // A repeated member fails the typed reader; the scan keeps the first.
+        br#"{"model":"m","user":"first","user":"second","messages":[]}"#,
+        // Messages of the wrong type: not parsed, the context read all the same.
+        br#"{"model":"m","user":"u-3","messages":"no"}"#,
+        br#"[{"user":"u-4"}]"#,
+        b"{\"user\":\"u-5\"",
+    ];
+    for body in bodies {
+        let text = String::from_utf8_lossy(body);
+        let mut expected = header_context();
+        expected.apply_body(body);
+        for owned in [false, true] {
+            let mut c = Capture::new(
+                RequestStart {
+                    context: header_context(),
+                    body_context: true,
+                    ..start()
+                },
+                Protocol::OpenAiChat,
+                1 << 20,
+            );
+            if owned {
+                c.request_chunk_owned(Some(body.to_vec()), true);
+            } else {
+                c.request_chunk(Some(body), true);
+            }
+            let r = c.finish(2_000 * MS);
+            assert_eq!(r.context, expected, "{text}");
+        }
+    }
+    let mut first = header_context();
+    first.apply_body(bodies[0]);
+    assert_eq!(first.user.as_deref(), Some("u-1"));
+    assert_eq!(first.session.as_deref(), Some("s-9"));
+    assert_eq!(first.metadata.get("team"), Some(&"ml".into()));
+    let mut repeated = header_context();
+    repeated.apply_body(bodies[5]);
+    assert_eq!(repeated.user.as_deref(), Some("first"));
+}
+
+/// A request body handed over owned is kept without a copy when it comes whole; in chunks, or
+/// over the cap, it goes the way of borrowed chunks. The records are the same.
+#[test]
+fn owned_and_borrowed_request_chunks_give_the_same_record() {
+    let body = fixture("basic", "request.json");
+    let run = |cap: usize, cuts: &[usize], owned: bool| {
+        let mut c = Capture::new(start(), Protocol::OpenAiChat, cap);
+        let mut at = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&body.len())) {
+            let chunk = &body[at..cut];
+            let last = cut == body.len();
+            if owned {
+                c.request_chunk_owned(Some(chunk.to_vec()), last);
+            } else {
+                c.request_chunk(Some(chunk), last);
+            }
+            at = cut;
+        }
+        c.response_headers(Some(200), Some("application/json"), None);
+        c.response_chunk(&fixture("basic", "response.json"), 1_100 * MS);
+        c.response_end();
+        c.finish(2_000 * MS)
+    };
+    let whole = run(1 << 20, &[], false);
+    assert!(!whole.messages.is_empty() && whole.unparsed.is_empty());
+    let half = body.len() / 2;
+    for cuts in [&[][..], &[0], &[half], &[1, half, body.len() - 1]] {
+        assert_eq!(run(1 << 20, cuts, true), whole, "cut at {cuts:?}");
+    }
+    let over = run(body.len() - 1, &[], false);
+    assert!(over.truncated && over.messages.is_empty());
+    assert_eq!(run(body.len() - 1, &[], true), over);
+    assert_eq!(run(body.len() - 1, &[half], true), over);
+    let at_cap = run(body.len(), &[], false);
+    assert!(!at_cap.messages.is_empty());
+    assert_eq!(run(body.len(), &[], true), at_cap);
+}

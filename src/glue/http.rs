@@ -264,7 +264,7 @@ impl HttpContext for FilterHttp {
                 (None, 0) => Some(Vec::new()),
                 (other, _) => other,
             };
-            capture.request_chunk(chunk.as_deref(), end_of_stream);
+            capture.request_chunk_owned(chunk, end_of_stream);
         }
         Action::Continue
     }
