@@ -103,6 +103,51 @@ fn json_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
+/// `body` with every `\u` escape of half a UTF-16 surrogate pair (a leading half not followed
+/// by a trailing one, or a trailing half alone) written as `\ufffd`, the replacement
+/// character; `None` when it has none. Clients that cut UTF-16 text send such escapes and
+/// `serde_json` refuses them; a string cannot hold them, so the replacement character stands
+/// for them. The escape and its replacement are both six bytes.
+pub fn lone_surrogates_replaced(body: &[u8]) -> Option<Vec<u8>> {
+    let escape = |at: usize| -> Option<u16> {
+        let hex = body.get(at..at + 6)?.strip_prefix(b"\\u")?;
+        hex.iter().try_fold(0u16, |unit, &b| {
+            let digit = char::from(b).to_digit(16)?;
+            Some(unit << 4 | digit as u16)
+        })
+    };
+    let mut fixed: Option<Vec<u8>> = None;
+    let mut at = 0;
+    while let Some(found) = body
+        .get(at..)
+        .and_then(|rest| rest.iter().position(|&b| b == b'\\'))
+    {
+        at += found;
+        let lone = match escape(at) {
+            None => {
+                at += 2;
+                continue;
+            }
+            Some(0xD800..=0xDBFF) => match escape(at + 6) {
+                Some(0xDC00..=0xDFFF) => {
+                    at += 12;
+                    continue;
+                }
+                _ => true,
+            },
+            Some(unit) => (0xDC00..=0xDFFF).contains(&unit),
+        };
+        if lone {
+            let out = fixed.get_or_insert_with(|| body.to_vec());
+            if let Some(slot) = out.get_mut(at..at + 6) {
+                slot.copy_from_slice(b"\\ufffd");
+            }
+        }
+        at += 6;
+    }
+    fixed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +228,43 @@ mod tests {
         assert_eq!(members.get("c"), None);
         assert!(Members::parse(b"[]").is_none());
         assert!(Members::parse(b"{\"a\":").is_none());
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_become_replacement_characters() {
+        let cases: [(&str, Option<&str>); 10] = [
+            (r#"{"a":"\ud800"}"#, Some(r#"{"a":"\ufffd"}"#)),
+            (r#"{"a":"x\uDC00y"}"#, Some(r#"{"a":"x\ufffdy"}"#)),
+            (
+                r#"["\ud83d\ude00","\ud83d"]"#,
+                Some(r#"["\ud83d\ude00","\ufffd"]"#),
+            ),
+            (
+                r#"["\ud83d\ud83d\ude00"]"#,
+                Some(r#"["\ufffd\ud83d\ude00"]"#),
+            ),
+            (r#"["\ude00\ud83d"]"#, Some(r#"["\ufffd\ufffd"]"#)),
+            (r#"["\ud83d\ude00"]"#, None),
+            (r#"["\\ud800"]"#, None),
+            (r#"["\u00e9\n\"\\"]"#, None),
+            (r#"["\ud80"]"#, None),
+            (r#"["\"#, None),
+        ];
+        for (body, expected) in cases {
+            let fixed = lone_surrogates_replaced(body.as_bytes());
+            assert_eq!(
+                fixed.as_deref().map(String::from_utf8_lossy).as_deref(),
+                expected,
+                "{body}"
+            );
+            if let Some(fixed) = fixed {
+                assert!(
+                    serde_json::from_str::<serde_json::Value>(body).is_err(),
+                    "{body}"
+                );
+                let read: serde_json::Value = serde_json::from_slice(&fixed).unwrap_or_default();
+                assert!(read.to_string().contains('\u{fffd}'), "{body}");
+            }
+        }
     }
 }

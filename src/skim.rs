@@ -391,21 +391,6 @@ impl Template {
     }
 }
 
-/// The value of `raw` when it is a JSON string without escapes. `raw` is text `serde_json`
-/// has read as one value, so a string's quotes, control characters and UTF-8 are already
-/// checked and only a backslash remains to look for: one comparison a byte, not three.
-pub fn unescaped(raw: &serde_json::value::RawValue) -> Option<&str> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
-    let backslash = |w: u64| {
-        let x = w ^ BACKSLASHES;
-        x.wrapping_sub(ONES) & !x & HIGHS
-    };
-    let inner = raw.get().strip_prefix('"')?.strip_suffix('"')?;
-    (run_until(inner.as_bytes(), backslash, |b| b == b'\\') == inner.len()).then_some(inner)
-}
-
 /// `a == b`, eight bytes at a time: slice equality goes through `memcmp`, which on
 /// `wasm32` is a byte-by-byte loop, and a template's prefix is most of every event.
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
@@ -498,35 +483,6 @@ fn stops(w: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unescaped_is_the_value_of_a_string_without_escapes_only() {
-        let raw = |text: &str| serde_json::value::RawValue::from_string(text.to_string());
-        let long = format!("\"{}\"", "plain words, no escapes ".repeat(40));
-        let mut escaped_at_every_place = Vec::new();
-        for at in 1..40 {
-            let mut text = "x".repeat(40);
-            text.insert_str(at, "\\n");
-            escaped_at_every_place.push(format!("\"{text}\""));
-        }
-        for text in escaped_at_every_place.iter().map(String::as_str).chain([
-            r#""h\u00e9""#,
-            r#""a\"b""#,
-            "null",
-            r#"["a"]"#,
-            "1",
-            "{}",
-        ]) {
-            let raw = raw(text).unwrap_or_else(|e| panic!("{text}: {e}"));
-            assert_eq!(unescaped(&raw), None, "{text}");
-        }
-        // Where it answers, it answers what the full parser reads.
-        for text in [&long[..], r#""""#, r#""é ü 😀""#, r#""a/b'c""#] {
-            let raw = raw(text).unwrap_or_else(|e| panic!("{text}: {e}"));
-            let parsed: String = serde_json::from_str(text).unwrap_or_default();
-            assert_eq!(unescaped(&raw), Some(parsed.as_str()));
-        }
-    }
 
     /// Skips a whole document; Ok when the reader accepts it.
     fn skims(text: &str) -> bool {

@@ -438,7 +438,8 @@ pub fn capture(data: &[u8]) {
         if early && i == last {
             headers(&mut capture);
         }
-        capture.request_chunk(Some(chunk), request_ends && i == last);
+        // Owned, as the glue hands chunks over: the first is kept as it is when it fits.
+        capture.request_chunk_owned(Some(chunk.to_vec()), request_ends && i == last);
     }
     let mut now = 1_000_000_000;
     if respond {

@@ -661,7 +661,7 @@ fn header_context() -> Context {
 /// scanned for them. Either way the context is what `Context::apply_body` makes of the body.
 #[test]
 fn the_body_context_is_the_same_from_the_chat_reader_as_from_a_scan() {
-    let bodies: [&[u8]; 9] = [
+    let bodies: [&[u8]; 10] = [
         br#"{"model":"m","user":"u-1","metadata":{"session_id":"s-9","team":"ml"},"messages":[{"role":"user","content":"hi"}]}"#,
         br#"{"metadata":{"user_id":"u-meta"},"model":"m","messages":[],"user":"u-1b"}"#,
         br#"{"model":"m","us\u0065r":"u-2","messages":[]}"#,
@@ -672,6 +672,8 @@ fn the_body_context_is_the_same_from_the_chat_reader_as_from_a_scan() {
         // Messages of the wrong type: not parsed, the context read all the same.
         br#"{"model":"m","user":"u-3","messages":"no"}"#,
         br#"[{"user":"u-4"}]"#,
+        // Half a surrogate pair: the body is read again with the replacement character.
+        br#"{"model":"m","messages":[{"role":"user","content":"\udc00"}],"user":"u-6"}"#,
         b"{\"user\":\"u-5\"",
     ];
     for body in bodies {

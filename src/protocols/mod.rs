@@ -211,6 +211,24 @@ impl Protocol {
         body: &'a [u8],
         record: &mut TraceRecord,
     ) -> Result<Option<BodyMembers<'a>>, ProtocolError> {
+        let refused = match self.read_request(body, record) {
+            Err(e) => e,
+            read => return read,
+        };
+        // A text the client cut in the middle of a UTF-16 surrogate pair: read it with the
+        // replacement character for the lone half. The readers fill `record` only once the
+        // body has been read.
+        match crate::json::lone_surrogates_replaced(body) {
+            Some(fixed) => self.read_request(&fixed, record).map(|_| None),
+            None => Err(refused),
+        }
+    }
+
+    fn read_request<'a>(
+        self,
+        body: &'a [u8],
+        record: &mut TraceRecord,
+    ) -> Result<Option<BodyMembers<'a>>, ProtocolError> {
         let done = match self {
             Protocol::OpenAiChat => return openai_chat::parse_request(body, record).map(Some),
             Protocol::OpenAiCompletions => openai_completions::parse_request(body, record),

@@ -6,14 +6,14 @@
 //! llama.cpp, …) speak the same shapes. Bodies are deserialized into typed structs that ignore
 //! unknown keys; nothing here calls the host.
 
-use super::wire::{dotted, flat_strings, stop_list, Flat, Key, OpenAiUsage, Scalar, Stop};
+use super::wire::{dotted, flat_strings, stop_list, Content, Flat, Key, OpenAiUsage, Scalar, Stop};
 use super::{
     item_slot, media_placeholder, set_once_from, sort_by_index, BodyMembers, Budget, ChunkEffect,
     ProtocolError, StreamFold,
 };
 use crate::objects;
 use crate::record::{Choice, ErrorInfo, Message, Params, Part, TraceRecord, Usage};
-use crate::skim::{self, Bail, RawStr, Seen, Skim, Skimmed, Template};
+use crate::skim::{Bail, RawStr, Seen, Skim, Skimmed, Template};
 use crate::sse::Event;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
@@ -50,7 +50,7 @@ struct InMessage<'a> {
     #[serde(default)]
     role: String,
     #[serde(borrow)]
-    content: Option<&'a RawValue>,
+    content: Option<Content<'a>>,
     name: Option<String>,
     tool_call_id: Option<String>,
     #[serde(default)]
@@ -170,20 +170,15 @@ fn tool_call_part(call: ToolCall) -> Part {
 }
 
 /// `content` is a string, null, or an array of typed parts.
-fn content_parts(raw: &RawValue) -> Vec<Part> {
-    if let Some(text) = skim::unescaped(raw) {
-        return vec![Part::Text(text.to_string())];
-    }
-    if let Ok(text) = serde_json::from_slice::<Option<String>>(raw.get().as_bytes()) {
-        return text.into_iter().map(Part::Text).collect();
-    }
-    let Ok(items) = serde_json::from_slice::<Vec<&RawValue>>(raw.get().as_bytes()) else {
-        return vec![Part::Other {
+fn content_parts(content: Content<'_>) -> Vec<Part> {
+    match content {
+        Content::Text(text) => vec![Part::Text(text.into_owned())],
+        Content::Parts(items) => items.into_iter().map(content_part).collect(),
+        Content::Other(json) => vec![Part::Other {
             kind: "unknown".into(),
-            json: raw.get().to_string(),
-        }];
-    };
-    items.into_iter().map(content_part).collect()
+            json,
+        }],
+    }
 }
 
 fn content_part(raw: &RawValue) -> Part {
@@ -1178,5 +1173,57 @@ mod tests {
             super::ChunkEffect::Output
         );
         assert_eq!(fold.choices[0].content, "ab");
+    }
+
+    /// Every shape of a message's `content`: strings with and without escapes are read whole
+    /// once, lists part by part, `null` as no part, anything else kept as JSON.
+    #[test]
+    fn message_content_of_every_shape() {
+        use crate::record::{Part, TraceRecord};
+        let text = |t: &str| Part::Text(t.into());
+        let other = |json: &str| Part::Other {
+            kind: "unknown".into(),
+            json: json.into(),
+        };
+        let long = "plain words ".repeat(500);
+        let cases: Vec<(String, Vec<Part>)> = vec![
+            (format!("{long:?}"), vec![text(&long)]),
+            (
+                r#""line\nbreak \u00e9 \"q\"""#.into(),
+                vec![text("line\nbreak é \"q\"")],
+            ),
+            (r#""é ü 😀""#.into(), vec![text("é ü 😀")]),
+            (r#""""#.into(), vec![text("")]),
+            ("null".into(), vec![]),
+            ("[]".into(), vec![]),
+            (
+                r#"[{"type":"text","text":"a"},{"type":"text","text":"b\tc"}]"#.into(),
+                vec![text("a"), text("b\tc")],
+            ),
+            // Members as sent, joined without spaces; keys written again.
+            (
+                r#"{ "a": [1, true], "b\u0022": {} }"#.into(),
+                vec![other(r#"{"a":[1, true],"b\"":{}}"#)],
+            ),
+            ("7".into(), vec![other("7")]),
+            ("-7".into(), vec![other("-7")]),
+            ("2.5".into(), vec![other("2.5")]),
+            ("false".into(), vec![other("false")]),
+        ];
+        for (content, parts) in cases {
+            let body = format!(r#"{{"messages":[{{"role":"user","content":{content}}}]}}"#);
+            let mut record = TraceRecord::default();
+            let read = super::parse_request(body.as_bytes(), &mut record);
+            assert!(read.is_ok(), "{content}");
+            assert_eq!(record.messages[0].parts, parts, "{content}");
+        }
+        // Half a surrogate pair: refused by the reader, read with the replacement character.
+        let cut = br#"{"model":"m","messages":[{"role":"user","content":"a \ud83d"}],"user":"u"}"#;
+        let mut record = TraceRecord::default();
+        assert!(super::parse_request(cut, &mut record).is_err());
+        let read = super::super::Protocol::OpenAiChat.parse_request(cut, &mut record);
+        assert!(matches!(read, Ok(None)), "{read:?}");
+        assert_eq!(record.messages[0].parts, vec![text("a \u{fffd}")]);
+        assert_eq!(record.request_model.as_deref(), Some("m"));
     }
 }

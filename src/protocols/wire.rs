@@ -5,8 +5,11 @@
 use crate::record::Usage;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 /// `stop`: one sequence or several.
 pub(crate) enum Stop {
@@ -46,6 +49,74 @@ impl<'de> Deserialize<'de> for Stop {
             }
         }
         d.deserialize_any(StopVisitor)
+    }
+}
+
+/// A message's `content`: a string, or a list of parts each kept as JSON text for its
+/// protocol to read, or another value, kept as JSON text.
+///
+/// A string is read once, as `serde_json` reads any string (borrowed when it holds no
+/// escapes), instead of first being kept as raw JSON and then read again.
+pub(crate) enum Content<'a> {
+    /// A string.
+    Text(Cow<'a, str>),
+    /// A list.
+    Parts(Vec<&'a RawValue>),
+    /// Any other value but `null`, which is read as absent (the field is an `Option`).
+    Other(String),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ContentVisitor<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for ContentVisitor<'a> {
+            type Value = Content<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("message content")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Content::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Content::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut parts = Vec::new();
+                while let Some(part) = seq.next_element()? {
+                    parts.push(part);
+                }
+                Ok(Content::Parts(parts))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut json = String::from("{");
+                while let Some((Key(key), value)) = map.next_entry::<Key<'_>, &RawValue>()? {
+                    if json.len() > 1 {
+                        json.push(',');
+                    }
+                    json.push_str(&Value::from(key).to_string());
+                    json.push(':');
+                    json.push_str(value.get());
+                }
+                json.push('}');
+                Ok(Content::Other(json))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Content::Other(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Content::Other(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Content::Other(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Content::Other(v.to_string()))
+            }
+        }
+        d.deserialize_any(ContentVisitor(PhantomData))
     }
 }
 
