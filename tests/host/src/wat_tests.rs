@@ -229,6 +229,30 @@ fn header_maps_round_trip_through_guest_memory() {
     }
 }
 
+#[test]
+fn kong_marshals_at_most_100_header_pairs() {
+    let m = module(&format!(
+        r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+          (call $slot (i32.const 0) (call $get_pairs (i32.const 0) (i32.const {RET}) (i32.const 0x204)))
+          (i32.const 0))"#
+    ));
+    let names: Vec<String> = (0..120).map(|i| format!("x-h{i}")).collect();
+    let mut headers = vec![(":method", "GET"), (":path", "/x")];
+    headers.extend(names.iter().map(|n| (n.as_str(), "v")));
+    for (p, expected) in [(Personality::Kong, 100), (Personality::Envoy, 122)] {
+        let mut host = Host::new(&m, opts(p)).expect("host");
+        host.begin(&headers, true);
+        assert_eq!(slot(&host, 0), 0);
+        let bytes = read_bytes(&host, read_u32(&host, RET), read_u32(&host, 0x204));
+        let decoded = crate::abi::codec::decode_map(&bytes).expect("valid map");
+        assert_eq!(
+            decoded,
+            crate::state::pairs_from_strs(&headers[..expected]),
+            "{p:?}"
+        );
+    }
+}
+
 /// A guest that dispatches from `on_http_response_headers`.
 fn response_dispatcher(upstream: &str) -> WasmModule {
     module(&format!(

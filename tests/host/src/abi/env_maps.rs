@@ -4,6 +4,7 @@
 //! Lookups compare names ignoring ASCII case, as both gateways do. Envoy stores names in
 //! lowercase; Kong keeps the case it was given (personality rule).
 
+use std::borrow::Cow;
 use wasmtime::Caller;
 
 use super::codec::{self, Pair};
@@ -19,7 +20,8 @@ pub(super) fn register(r: &mut Registrar<'_>) {
         "proxy_get_header_map_pairs",
         |mut c: C<'_>, ty: u32, ret: u32, ret_size: u32| {
             let res = map_pairs(c.data(), ty)
-                .and_then(|pairs| return_bytes(&mut c, &codec::encode_map(&pairs), ret, ret_size));
+                .map(|pairs| codec::encode_map(marshalled(c.data(), &pairs)))
+                .and_then(|bytes| return_bytes(&mut c, &bytes, ret, ret_size));
             finish(c.data_mut(), res)
         },
     );
@@ -27,10 +29,9 @@ pub(super) fn register(r: &mut Registrar<'_>) {
         "env",
         "proxy_get_header_map_size",
         |mut c: C<'_>, ty: u32, ret_size: u32| {
-            let res = map_pairs(c.data(), ty).and_then(|pairs| {
-                let n = codec::encode_map(&pairs).len();
-                write_u32(&mut c, ret_size, u32::try_from(n).unwrap_or(u32::MAX))
-            });
+            let res = map_pairs(c.data(), ty)
+                .map(|pairs| codec::encode_map(marshalled(c.data(), &pairs)).len())
+                .and_then(|n| write_u32(&mut c, ret_size, u32::try_from(n).unwrap_or(u32::MAX)));
             finish(c.data_mut(), res)
         },
     );
@@ -86,23 +87,34 @@ enum Edit {
 }
 
 /// All pairs of map `ty` as the guest may read them.
-fn map_pairs(st: &HostState, ty: u32) -> Result<Vec<Pair>, Abi> {
+/// The pairs of a map the host hands over whole: all of them, or as many as the personality
+/// marshals.
+fn marshalled<'a>(st: &HostState, pairs: &'a [Pair]) -> &'a [Pair] {
+    match st.cfg.rules.max_map_pairs() {
+        Some(max) if pairs.len() > max => &pairs[..max],
+        _ => pairs,
+    }
+}
+
+/// Map `ty`, borrowed where the host holds it (as a gateway reads its own header table: a
+/// lookup copies out the one value asked for, not the map).
+fn map_pairs(st: &HostState, ty: u32) -> Result<Cow<'_, [Pair]>, Abi> {
     match ty {
         0..=3 => {
             let s = st.effective_stream_ref().ok_or(Status::BadArgument)?;
-            Ok(match ty {
-                0 => s.request_headers.clone(),
-                1 => s.request_trailers.clone(),
-                2 => s.response_headers.clone(),
-                _ => s.response_trailers.clone(),
-            })
+            Ok(Cow::Borrowed(match ty {
+                0 => &s.request_headers,
+                1 => &s.request_trailers,
+                2 => &s.response_headers,
+                _ => &s.response_trailers,
+            }))
         }
         // gRPC metadata and call trailers: this host never has any.
-        4 | 5 | 7 => Ok(Vec::new()),
-        6 => Ok(match &st.vm.call_response {
+        4 | 5 | 7 => Ok(Cow::Borrowed(&[])),
+        6 => Ok(Cow::Owned(match &st.vm.call_response {
             Some(r) => st.cfg.rules.call_response_pairs(&r.outcome),
             None => Vec::new(),
-        }),
+        })),
         _ => Err(Abi::Status(Status::BadArgument)),
     }
 }

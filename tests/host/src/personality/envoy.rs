@@ -313,6 +313,10 @@ impl Rules for Envoy {
     fn lowercase_header_names(&self) -> bool {
         true
     }
+
+    fn max_map_pairs(&self) -> Option<usize> {
+        None
+    }
 }
 
 fn fail_stream() -> LocalResponse {

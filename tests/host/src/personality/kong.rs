@@ -420,6 +420,12 @@ impl Rules for Kong {
     fn lowercase_header_names(&self) -> bool {
         false
     }
+
+    /// ngx_wasm_module marshals at most 100 pairs (its `t/03-proxy_wasm/hfuncs/
+    /// 103-proxy_get_http_request_headers.t`, test 4).
+    fn max_map_pairs(&self) -> Option<usize> {
+        Some(100)
+    }
 }
 
 /// Splits `host[:port]` (IPv6 as `[addr]:port`).

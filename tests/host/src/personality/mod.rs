@@ -226,6 +226,10 @@ pub(crate) trait Rules: Send + Sync {
 
     /// Header names are lowercased when the filter adds or replaces them (Envoy).
     fn lowercase_header_names(&self) -> bool;
+
+    /// Most pairs `proxy_get_header_map_pairs` returns; the rest are left out (Kong: 100,
+    /// logging "marshalled map truncated to 100 elements"). A lookup by name still finds them.
+    fn max_map_pairs(&self) -> Option<usize>;
 }
 
 /// Copies header pairs, lowercasing names when asked (Envoy header maps are lowercase).
