@@ -357,6 +357,35 @@ fn capture_modes_and_the_opt_out_header() {
     }
 }
 
+/// Kong hands a filter at most 100 request header pairs at once; a header past them is still
+/// read (the opt-out, a context header) and the opt-out still removed.
+#[test]
+fn headers_past_the_hundredth_are_read() {
+    for p in BOTH {
+        let crowded = |mut ex: Exchange| {
+            for i in 0..110 {
+                ex = ex.request_header(&format!("x-filler-{i}"), "v");
+            }
+            ex
+        };
+        let mut rig = new_rig(p, "");
+        let ex = crowded(basic_exchange(fixture("basic", "request.json")))
+            .request_header("x-chat-id", "late-chat");
+        rig.host.exchange(&ex);
+        let (_, span, _) = exported(&mut rig);
+        assert_eq!(span["metadata"]["chat_id"], "late-chat", "{p:?}");
+
+        let mut rig = new_rig(p, "");
+        let ex = crowded(basic_exchange(fixture("basic", "request.json")))
+            .request_header("x-llm-tracer-omit", "all");
+        let out = rig.host.exchange(&ex);
+        assert_eq!(out.upstream_header("x-llm-tracer-omit"), None, "{p:?}");
+        assert_eq!(out.client_body, ex.response_body);
+        rig.host.settle(10);
+        assert!(rig.collector.received().is_empty(), "{p:?}: opted out");
+    }
+}
+
 #[test]
 fn credentials_never_leave_the_filter() {
     let extra = r#","credential_headers":["x-internal-token"],

@@ -55,11 +55,21 @@ impl FilterHttp {
     /// with a body edit to make, so `content-length` can still be set).
     fn start(&mut self, active: &Active) -> bool {
         let config = &active.config;
-        let omit = take_omit_header(config);
-        let Some(path) = request_header(":path") else {
+        // One hostcall for every header the filter looks up, instead of one per name. Kong
+        // hands over at most 100 pairs: past that, a header not among them is asked for alone.
+        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        let lookup = |name: &str| {
+            first_header(&headers, name).or_else(|| {
+                (headers.len() >= KONG_MAX_PAIRS)
+                    .then(|| host::header(MapType::HttpRequestHeaders, name))
+                    .flatten()
+            })
+        };
+        let omit = take_omit_header(config, &lookup);
+        let Some(path) = lookup(":path") else {
             return false;
         };
-        let authority = request_header(":authority");
+        let authority = lookup(":authority");
         let Some(traced) = config.traced(&path, authority.as_deref().unwrap_or("")) else {
             return false;
         };
@@ -73,9 +83,6 @@ impl FilterHttp {
             return false;
         }
         self.omit = omit;
-        // One hostcall for every header the context looks up, instead of one per name.
-        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
-        let lookup = |name: &str| first_header(&headers, name);
         let mut ctx = context::resolve_with(
             &config.context,
             route.and_then(|r| r.context.as_ref()),
@@ -167,6 +174,9 @@ impl FilterHttp {
     }
 }
 
+/// The most header pairs Kong's `proxy_get_header_map_pairs` returns; it leaves out the rest.
+const KONG_MAX_PAIRS: usize = 100;
+
 /// The first value of header `name` (names compared without case), as a gateway answers a
 /// lookup of one header; lossy on invalid UTF-8.
 fn first_header(headers: &[(String, Vec<u8>)], name: &str) -> Option<String> {
@@ -176,13 +186,9 @@ fn first_header(headers: &[(String, Vec<u8>)], name: &str) -> Option<String> {
         .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
 }
 
-fn request_header(name: &str) -> Option<String> {
-    host::header(MapType::HttpRequestHeaders, name)
-}
-
 /// Reads and removes the opt-out header, so the upstream never sees it.
-fn take_omit_header(config: &Config) -> Omit {
-    match request_header(&config.omit_header) {
+fn take_omit_header(config: &Config, lookup: &dyn Fn(&str) -> Option<String>) -> Omit {
+    match lookup(&config.omit_header) {
         Some(value) => {
             let _ =
                 hostcalls::set_map_value(MapType::HttpRequestHeaders, &config.omit_header, None);
