@@ -109,43 +109,34 @@ fn json_string(s: &str) -> String {
 /// `serde_json` refuses them; a string cannot hold them, so the replacement character stands
 /// for them. The escape and its replacement are both six bytes.
 pub fn lone_surrogates_replaced(body: &[u8]) -> Option<Vec<u8>> {
-    let escape = |at: usize| -> Option<u16> {
+    // The UTF-16 code unit a `\uXXXX` escape at `at` stands for.
+    let unit = |at: usize| {
         let hex = body.get(at..at + 6)?.strip_prefix(b"\\u")?;
-        hex.iter().try_fold(0u16, |unit, &b| {
-            let digit = char::from(b).to_digit(16)?;
-            Some(unit << 4 | digit as u16)
-        })
+        hex.iter()
+            .try_fold(0, |unit, &b| Some(unit << 4 | char::from(b).to_digit(16)?))
     };
-    let mut fixed: Option<Vec<u8>> = None;
+    let mut fixed = body.to_vec();
+    let mut lone = false;
     let mut at = 0;
-    while let Some(found) = body
-        .get(at..)
-        .and_then(|rest| rest.iter().position(|&b| b == b'\\'))
-    {
-        at += found;
-        let lone = match escape(at) {
-            None => {
-                at += 2;
-                continue;
-            }
-            Some(0xD800..=0xDBFF) => match escape(at + 6) {
-                Some(0xDC00..=0xDFFF) => {
-                    at += 12;
-                    continue;
-                }
-                _ => true,
-            },
-            Some(unit) => (0xDC00..=0xDFFF).contains(&unit),
-        };
-        if lone {
-            let out = fixed.get_or_insert_with(|| body.to_vec());
-            if let Some(slot) = out.get_mut(at..at + 6) {
-                slot.copy_from_slice(b"\\ufffd");
-            }
+    while let Some(&b) = body.get(at) {
+        if b != b'\\' {
+            at += 1;
+            continue;
         }
-        at += 6;
+        at += match unit(at) {
+            None => 2,
+            Some(0xD800..=0xDBFF) if matches!(unit(at + 6), Some(0xDC00..=0xDFFF)) => 12,
+            Some(0xD800..=0xDFFF) => {
+                if let Some(escape) = fixed.get_mut(at..at + 6) {
+                    escape.copy_from_slice(b"\\ufffd");
+                    lone = true;
+                }
+                6
+            }
+            Some(_) => 6,
+        };
     }
-    fixed
+    lone.then_some(fixed)
 }
 
 #[cfg(test)]

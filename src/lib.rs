@@ -11,6 +11,7 @@ pub mod config;
 pub mod context;
 pub mod decode;
 pub mod export;
+pub mod header_map;
 pub mod ids;
 pub mod json;
 pub mod metrics;

@@ -861,6 +861,49 @@ fn hostile_odd_and_repeated_headers_pass() {
     );
 }
 
+/// A header name or value that is not UTF-8 (nginx passes such names with
+/// `ignore_invalid_headers off`): the filter reads the headers without trapping, passes the
+/// exchange through and traces it, the odd value replaced in what it records.
+#[test]
+fn hostile_non_utf8_header_names_pass() {
+    let f = fixtures()
+        .iter()
+        .find(|f| f.id == "openai_chat/basic")
+        .expect("fixture");
+    for p in BOTH {
+        let collector = collector();
+        let mut host = host(p, collector.addr(), "");
+        let mut headers: Vec<(Vec<u8>, Vec<u8>)> = [
+            (":method", "POST"),
+            (":path", "/v1/chat/completions"),
+            (":authority", "api.openai.com"),
+            (":scheme", "https"),
+            ("content-type", "application/json"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect();
+        headers.push((b"x-\xff\xfename".to_vec(), b"v".to_vec()));
+        headers.push((b"x-chat-id".to_vec(), b"chat-\xc3".to_vec()));
+        let id = host.begin_pairs(headers, false);
+        let upstream = host.request_body(id, &f.request, true);
+        assert_eq!(upstream, f.request, "{p:?}");
+        host.response_headers(
+            id,
+            &[(":status", "200"), ("content-type", "application/json")],
+            false,
+        );
+        let client = host.response_body(id, &f.response, true);
+        assert_eq!(client, f.response, "{p:?}");
+        host.end(id);
+        assert!(host.traps().is_empty(), "{p:?}: {:?}", host.traps());
+        flush(&mut host);
+        let spans = collector.opik_spans();
+        assert_eq!(spans.len(), 1, "{p:?}");
+        assert_eq!(spans[0]["metadata"]["chat_id"], "chat-\u{fffd}", "{p:?}");
+    }
+}
+
 /// Guest memory growth over one exchange, on a fresh host after a warm-up exchange.
 fn memory_growth(p: Personality, ex: &Exchange) -> usize {
     let collector = collector();

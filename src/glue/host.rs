@@ -38,6 +38,29 @@ pub fn random_seed() -> u64 {
     random ^ now_ns().rotate_left(17)
 }
 
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+}
+
+/// Header map `map` as the host encodes it (see [`crate::header_map`]); empty when the host
+/// has none or fails. Read with [`crate::header_map::decode`] instead of the SDK's reader,
+/// which copies every pair and panics on a header name that is not UTF-8.
+pub fn header_map_bytes(map: MapType) -> Vec<u8> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: both out-pointers are valid for writes during the call.
+    let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
+    if status != 0 || data.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: on success the host wrote `size` bytes into a block it took from the module's
+    // `proxy_on_memory_allocate`, which the SDK allocates as a boxed slice of exactly `size`
+    // bytes; a `Vec` of that length and capacity owns and frees it with the same layout (the
+    // SDK's own map reader takes it the same way).
+    unsafe { Vec::from_raw_parts(data, size, size) }
+}
+
 /// A header value as text (lossy on invalid UTF-8); `None` when absent or unreadable.
 pub fn header(map: MapType, name: &str) -> Option<String> {
     match hostcalls::get_map_value_bytes(map, name) {

@@ -11,6 +11,7 @@ use super::root::Active;
 use crate::capture::{Capture, RequestStart};
 use crate::config::{CaptureMode, Config};
 use crate::context::{self, Context};
+use crate::header_map;
 use crate::policy::{self, Omit};
 use crate::protocols::Protocol;
 use crate::rewrite::{self, RequestEdits, UsageChunkFilter};
@@ -57,13 +58,14 @@ impl FilterHttp {
         let config = &active.config;
         // One hostcall for every header the filter looks up, instead of one per name. Kong
         // hands over at most 100 pairs: past that, a header not among them is asked for alone.
-        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
-        let lookup = |name: &str| {
-            first_header(&headers, name).or_else(|| {
-                (headers.len() >= KONG_MAX_PAIRS)
-                    .then(|| host::header(MapType::HttpRequestHeaders, name))
-                    .flatten()
-            })
+        // A map the filter cannot read is looked up name by name instead.
+        let raw = host::header_map_bytes(MapType::HttpRequestHeaders);
+        let headers = header_map::decode(&raw);
+        let pairs = headers.as_deref().unwrap_or_default();
+        let whole = headers.is_some() && pairs.len() < KONG_MAX_PAIRS;
+        let lookup = |name: &str| match header_map::first(pairs, name) {
+            None if !whole => host::header(MapType::HttpRequestHeaders, name),
+            found => found,
         };
         let omit = take_omit_header(config, &lookup);
         let Some(path) = lookup(":path") else {
@@ -176,15 +178,6 @@ impl FilterHttp {
 
 /// The most header pairs Kong's `proxy_get_header_map_pairs` returns; it leaves out the rest.
 const KONG_MAX_PAIRS: usize = 100;
-
-/// The first value of header `name` (names compared without case), as a gateway answers a
-/// lookup of one header; lossy on invalid UTF-8.
-fn first_header(headers: &[(String, Vec<u8>)], name: &str) -> Option<String> {
-    headers
-        .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case(name))
-        .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
-}
 
 /// Reads and removes the opt-out header, so the upstream never sees it.
 fn take_omit_header(config: &Config, lookup: &dyn Fn(&str) -> Option<String>) -> Omit {

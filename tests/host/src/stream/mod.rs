@@ -124,11 +124,21 @@ impl Host {
     /// `on_configure` gives 500 (§3.4); Envoy after a trap gives 503 `wasm_fail_stream`, or
     /// skips the filter with `fail_open` (§5.1). Kong replaces a trapped instance first (§4.11).
     pub fn begin(&mut self, headers: &[(&str, &str)], end_of_stream: bool) -> StreamId {
+        self.begin_pairs(pairs_from_strs(headers), end_of_stream)
+    }
+
+    /// [`Host::begin`] with headers as bytes, for names and values that are not UTF-8 (a
+    /// gateway that accepts them hands them to the filter as they came).
+    pub fn begin_pairs(
+        &mut self,
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+        end_of_stream: bool,
+    ) -> StreamId {
         self.recover();
         let id = self.next_context_id();
         let now = self.now_ns();
         let generation = self.store.data().rec.generation;
-        let mut s = StreamState::new(id, generation, pairs_from_strs(headers), now);
+        let mut s = StreamState::new(id, generation, headers, now);
         s.req_eos_seen = end_of_stream;
         if self.cfg.rules.lowercase_header_names() {
             for (k, _) in &mut s.request_headers {
