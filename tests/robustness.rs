@@ -8,7 +8,8 @@
 //! * slow backend: callouts time out, attempts per batch stop at `retry.max_attempts`, memory
 //!   stays bounded;
 //! * hostile input: invalid UTF-8, 10 MB bodies, deeply nested JSON, megabyte SSE lines,
-//!   thousands of tool calls, odd or repeated headers pass byte for byte, without a trap.
+//!   thousands of tool calls, odd or repeated headers and header names that are not UTF-8
+//!   pass byte for byte, without a trap.
 //!
 //! The soak runs `LLM_TRACER_SOAK_EXCHANGES` exchanges per personality (default 10 000); the
 //! full run is `LLM_TRACER_SOAK_EXCHANGES=100000 cargo test --test robustness soak -- --nocapture`.
