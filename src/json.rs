@@ -115,8 +115,8 @@ pub fn lone_surrogates_replaced(body: &[u8]) -> Option<Vec<u8>> {
         hex.iter()
             .try_fold(0, |unit, &b| Some(unit << 4 | char::from(b).to_digit(16)?))
     };
-    let mut fixed = body.to_vec();
-    let mut lone = false;
+    // Copied only once a lone half is found: most bodies refused are refused for other reasons.
+    let mut fixed: Option<Vec<u8>> = None;
     let mut at = 0;
     while let Some(&b) = body.get(at) {
         if b != b'\\' {
@@ -127,16 +127,16 @@ pub fn lone_surrogates_replaced(body: &[u8]) -> Option<Vec<u8>> {
             None => 2,
             Some(0xD800..=0xDBFF) if matches!(unit(at + 6), Some(0xDC00..=0xDFFF)) => 12,
             Some(0xD800..=0xDFFF) => {
-                if let Some(escape) = fixed.get_mut(at..at + 6) {
+                let out = fixed.get_or_insert_with(|| body.to_vec());
+                if let Some(escape) = out.get_mut(at..at + 6) {
                     escape.copy_from_slice(b"\\ufffd");
-                    lone = true;
                 }
                 6
             }
             Some(_) => 6,
         };
     }
-    lone.then_some(fixed)
+    fixed
 }
 
 #[cfg(test)]
