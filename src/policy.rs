@@ -4,7 +4,7 @@
 //! every field is capped and the whole record is fitted under the record cap. No host calls.
 
 use crate::config::{CaptureMode, Config};
-use crate::pricing;
+use crate::pricing::{self, PriceMemo};
 use crate::record::TraceRecord;
 use crate::trim::{self, Trim};
 
@@ -37,8 +37,8 @@ impl Omit {
     }
 }
 
-/// Applies the configuration to a finished record. Returns false when the record is not to be
-/// exported (sampled out).
+/// Applies the configuration to a finished record (pricing is [`price`]'s). Returns false when
+/// the record is not to be exported (sampled out).
 pub fn finalize(
     record: &mut TraceRecord,
     config: &Config,
@@ -47,9 +47,6 @@ pub fn finalize(
 ) -> bool {
     if !sampled(record, config) {
         return false;
-    }
-    if record.priced_as.is_none() {
-        price(record, config);
     }
     let metadata_only = capture == CaptureMode::Metadata;
     if metadata_only || omit.request {
@@ -76,13 +73,14 @@ fn sampled(record: &TraceRecord, config: &Config) -> bool {
         || (config.sampling.keep_errors && record.error.is_some())
 }
 
-/// Prices the record from the model that answered (else the one asked for).
-pub fn price(record: &mut TraceRecord, config: &Config) {
+/// Prices the record from the model that answered (else the one asked for); `memo` keeps the
+/// last model's price from one exchange to the next.
+pub fn price(record: &mut TraceRecord, config: &Config, memo: &mut PriceMemo) {
     let model = record
         .response_model
         .as_deref()
         .or(record.request_model.as_deref());
-    let Some(resolved) = model.and_then(|m| config.pricing.lookup(m)) else {
+    let Some(resolved) = model.and_then(|m| config.pricing.lookup_memo(m, memo)) else {
         return;
     };
     record.cost = pricing::cost(&record.usage, &resolved.price);

@@ -157,6 +157,23 @@ pub struct Cost {
     pub total: f64,
 }
 
+/// The last model name a [`PriceTable`] resolved, and to what (see
+/// [`PriceTable::lookup_memo`]). Only valid with the table that filled it.
+#[derive(Debug, Default)]
+pub struct PriceMemo {
+    model: Option<String>,
+    found: Option<Found>,
+}
+
+/// A [`Resolved`] kept in a [`PriceMemo`].
+#[derive(Debug)]
+struct Found {
+    name: String,
+    source: PriceSource,
+    matched: MatchKind,
+    price: Price,
+}
+
 /// Built-in prices, with configured prices taking precedence. `Default` holds the built-in
 /// table only.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -201,6 +218,26 @@ impl PriceTable {
             }
         }
         self.longest_prefix(&base)
+    }
+
+    /// [`PriceTable::lookup`], remembering the last model name in `memo`: a gateway route
+    /// mostly serves one model, and its name is then resolved once, not on every exchange.
+    pub fn lookup_memo<'m>(&self, model: &str, memo: &'m mut PriceMemo) -> Option<Resolved<'m>> {
+        if memo.model.as_deref() != Some(model) {
+            memo.found = self.lookup(model).map(|r| Found {
+                name: r.name.to_string(),
+                source: r.source,
+                matched: r.matched,
+                price: r.price,
+            });
+            memo.model = Some(model.to_string());
+        }
+        memo.found.as_ref().map(|f| Resolved {
+            name: &f.name,
+            source: f.source,
+            matched: f.matched,
+            price: f.price,
+        })
     }
 
     fn exact(&self, name: &str, matched: MatchKind) -> Option<Resolved<'_>> {

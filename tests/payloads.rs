@@ -110,7 +110,7 @@ fn record(case: &Case, n: u8) -> TraceRecord {
         c.response_end();
     }
     let mut record = c.finish(START + 1_250 * MS);
-    llm_tracer::policy::price(&mut record, &config());
+    llm_tracer::policy::price(&mut record, &config(), &mut Default::default());
     record
 }
 

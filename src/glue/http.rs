@@ -166,7 +166,11 @@ impl FilterHttp {
             return;
         };
         let mut record = capture.finish(host::now_ns());
-        policy::price(&mut record, &active.config);
+        policy::price(
+            &mut record,
+            &active.config,
+            &mut active.price_memo.borrow_mut(),
+        );
         if let Some(metrics) = &active.metrics {
             metrics.borrow_mut().exchange(&record, &self.route);
         }

@@ -9,6 +9,7 @@ use crate::config::{Config, LogLevel};
 use crate::context::KeyPrints;
 use crate::export::Exporter;
 use crate::ids::IdGen;
+use crate::pricing::PriceMemo;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
@@ -26,6 +27,8 @@ pub struct Active {
     pub ids: RefCell<IdGen>,
     /// The last API key's fingerprint.
     pub key_prints: RefCell<KeyPrints>,
+    /// The last model name priced.
+    pub price_memo: RefCell<PriceMemo>,
     /// Metric handles, when metrics are enabled.
     pub metrics: Option<RefCell<Metrics>>,
     /// The host is Envoy (it has `plugin_vm_id`); otherwise Kong.
@@ -153,6 +156,7 @@ fn activate(config: Config) -> Active {
         exporter: RefCell::new(exporter),
         ids: RefCell::new(IdGen::new(host::random_seed())),
         key_prints: RefCell::new(KeyPrints::default()),
+        price_memo: RefCell::new(PriceMemo::default()),
         metrics,
         config,
     }

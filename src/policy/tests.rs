@@ -57,6 +57,7 @@ fn omit_header_words() {
 fn full_capture_keeps_content_and_prices_dated_models() {
     let c = config("{}");
     let mut r = record(0);
+    price(&mut r, &c, &mut PriceMemo::default());
     assert!(finalize(&mut r, &c, CaptureMode::Full, Omit::default()));
     assert_eq!(r.messages.len(), 1);
     assert_eq!(r.priced_as.as_deref(), Some("gpt-4o"));
@@ -70,14 +71,39 @@ fn full_capture_keeps_content_and_prices_dated_models() {
 fn unknown_models_get_no_cost() {
     let mut r = record(0);
     r.request_model = Some("house-model-7".into());
-    assert!(finalize(
-        &mut r,
-        &config("{}"),
-        CaptureMode::Full,
-        Omit::default()
-    ));
+    price(&mut r, &config("{}"), &mut PriceMemo::default());
     assert_eq!(r.cost, None);
     assert_eq!(r.priced_as, None);
+}
+
+#[test]
+fn the_memo_prices_like_the_table() {
+    let c = config(r#"{"pricing":{"house-model":{"input":2,"output":4}}}"#);
+    let mut memo = PriceMemo::default();
+    // Each model twice in a row (the second from the memo), then back to an earlier one.
+    let models = [
+        "gpt-4o-2024-08-06",
+        "gpt-4o-2024-08-06",
+        "house-model-7",
+        "house-model-7",
+        "unknown-9",
+        "unknown-9",
+        "gpt-4o-mini",
+        "gpt-4o-2024-08-06",
+    ];
+    for model in models {
+        let mut with_memo = record(0);
+        with_memo.request_model = Some(model.into());
+        let mut fresh = with_memo.clone();
+        price(&mut with_memo, &c, &mut memo);
+        price(&mut fresh, &c, &mut PriceMemo::default());
+        assert_eq!(with_memo.priced_as, fresh.priced_as, "{model}");
+        assert_eq!(with_memo.cost, fresh.cost, "{model}");
+    }
+    let mut r = record(0);
+    r.request_model = Some("house-model-7".into());
+    price(&mut r, &c, &mut memo);
+    assert_eq!(r.priced_as.as_deref(), Some("house-model"));
 }
 
 #[test]
@@ -85,7 +111,7 @@ fn configured_prices_override() {
     let c = config(r#"{"pricing":{"house-model":{"input":2,"output":4}}}"#);
     let mut r = record(0);
     r.request_model = Some("house-model-2025-01-01".into());
-    assert!(finalize(&mut r, &c, CaptureMode::Full, Omit::default()));
+    price(&mut r, &c, &mut PriceMemo::default());
     let cost = r.cost.expect("priced");
     assert!((cost.total - 6.0).abs() < 1e-9, "{cost:?}");
 }
@@ -94,6 +120,7 @@ fn configured_prices_override() {
 fn metadata_mode_and_omit_drop_content_only() {
     let c = config("{}");
     let mut r = record(0);
+    price(&mut r, &c, &mut PriceMemo::default());
     assert!(finalize(&mut r, &c, CaptureMode::Metadata, Omit::default()));
     assert!(r.messages.is_empty() && r.tools_json.is_none());
     assert!(r.choices.iter().all(|ch| ch.message.parts.is_empty()));

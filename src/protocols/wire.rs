@@ -495,11 +495,7 @@ impl<'de> Visitor<'de> for CountsSeed<'_> {
             return Ok(());
         };
         for (slot, wanted) in self.out.iter_mut().zip(self.keys) {
-            let hit = match self.parent {
-                None => *wanted == key,
-                Some(parent) => wanted.split_once('.') == Some((parent, key)),
-            };
-            if hit {
+            if names(wanted, self.parent, key) {
                 *slot = Some(v);
             }
         }
@@ -545,6 +541,22 @@ impl<'de> Visitor<'de> for CountsSeed<'_> {
             })?;
         }
         Ok(())
+    }
+}
+
+/// Whether `wanted` (`key`, or `parent.key` for a member of an object inside) names the member
+/// `key` of `parent`. Compares lengths and ends instead of splitting `wanted`: this runs for
+/// every count of every usage object.
+fn names(wanted: &str, parent: Option<&str>, key: &str) -> bool {
+    match parent {
+        None => wanted == key,
+        Some(parent) => {
+            wanted.len() == parent.len() + 1 + key.len()
+                && wanted.as_bytes().get(parent.len()) == Some(&b'.')
+                && wanted.starts_with(parent)
+                && wanted.ends_with(key)
+                && !parent.contains('.')
+        }
     }
 }
 
@@ -753,6 +765,13 @@ mod tests {
             [None; MAX_COUNTS]
         );
         assert!(read(r#"{"a":1"#).is_err());
+        // `o.p.c` is the member `p.c` of `o`, never the member `c` of `o.p`.
+        assert_eq!(
+            read(r#"{"o.p":{"c":1},"o":{"p.c":2}}"#).expect("reads")[2],
+            Some(2)
+        );
+        assert_eq!(read(r#"{"o.p":{"c":1}}"#).expect("reads")[2], None);
+        assert_eq!(read(r#"{"o":{"bb":1,"b.":2}}"#).expect("reads")[1], None);
     }
 
     #[test]

@@ -258,6 +258,36 @@ mod tests {
         assert_eq!(seen, vec![0, 3]);
     }
 
+    /// Every run of 1 to 24 bytes at every offset of five words, and two runs around one
+    /// outsider, against every `min`: runs across a word boundary with and without a whole
+    /// word inside, and runs at the text's ends.
+    #[test]
+    fn single_runs_at_every_offset_and_length() {
+        for len in 1..=24 {
+            for at in 0..=40 - len {
+                let mut text = vec![b'x'; 40];
+                text[at..at + len].fill(b'1');
+                let mut two = text.clone();
+                if let Some(gap) = two.get_mut(at + len) {
+                    *gap = b'x';
+                    two[at + len + 1..].fill(b'1');
+                }
+                for min in 7..=20 {
+                    assert_eq!(
+                        runs(&text, min),
+                        reference_runs(&text, min),
+                        "{at} {len} {min}"
+                    );
+                    assert_eq!(
+                        runs(&two, min),
+                        reference_runs(&two, min),
+                        "{at} {len} {min}"
+                    );
+                }
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn long_runs_match_a_byte_by_byte_scan(

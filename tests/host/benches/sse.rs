@@ -74,7 +74,7 @@ fn record(w: &Workload, chunks: &[&[u8]]) -> TraceRecord {
 /// mode, redaction, trimming.
 fn finalized(w: &Workload, chunks: &[&[u8]], config: &Config) -> bool {
     let mut record = record(w, chunks);
-    policy::price(&mut record, config);
+    policy::price(&mut record, config, &mut Default::default());
     policy::finalize(&mut record, config, CaptureMode::Full, Omit::default())
 }
 
