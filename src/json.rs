@@ -103,6 +103,41 @@ fn json_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
+/// `bytes` as text when they are UTF-8 (what [`std::str::from_utf8`] accepts). LLM bodies are
+/// ASCII for most of their length: the ASCII start is checked sixteen bytes at a time (the
+/// standard library takes eight at a time on wasm32), the rest by the standard library.
+pub fn utf8(bytes: &[u8]) -> Option<&str> {
+    let ascii = ascii_start(bytes);
+    std::str::from_utf8(bytes.get(ascii..)?).ok()?;
+    // SAFETY: `bytes[..ascii]` is ASCII and `bytes[ascii..]` is UTF-8. An ASCII byte is a
+    // whole character, so the split is at a character boundary and the whole is UTF-8.
+    Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+}
+
+/// `bytes` as text, invalid UTF-8 sequences replaced by U+FFFD (borrowed when valid).
+pub fn utf8_lossy(bytes: &[u8]) -> Cow<'_, str> {
+    match utf8(bytes) {
+        Some(text) => Cow::Borrowed(text),
+        None => String::from_utf8_lossy(bytes),
+    }
+}
+
+/// Length of a start of `bytes` that is all ASCII: a multiple of sixteen, up to the first
+/// sixteen-byte block holding a byte that is not.
+fn ascii_start(bytes: &[u8]) -> usize {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let word = |half: &[u8]| <[u8; 8]>::try_from(half).map_or(HIGH, u64::from_le_bytes);
+    let mut len = 0;
+    for block in bytes.chunks_exact(16) {
+        let (a, b) = block.split_at(8);
+        if (word(a) | word(b)) & HIGH != 0 {
+            break;
+        }
+        len += 16;
+    }
+    len
+}
+
 /// `body` with every `\u` escape of half a UTF-16 surrogate pair (a leading half not followed
 /// by a trailing one, or a trailing half alone) written as `\ufffd`, the replacement
 /// character; `None` when it has none. Clients that cut UTF-16 text send such escapes and
@@ -256,6 +291,47 @@ mod tests {
                 let read: serde_json::Value = serde_json::from_slice(&fixed).unwrap_or_default();
                 assert!(read.to_string().contains('\u{fffd}'), "{body}");
             }
+        }
+    }
+
+    /// Every split of ASCII and multi-byte text around the sixteen-byte blocks, and bytes
+    /// that are not UTF-8 at every position: the same verdict as the standard library.
+    #[test]
+    fn utf8_agrees_with_the_standard_library() {
+        let pieces: [&[u8]; 7] = [
+            b"a",
+            "é".as_bytes(),
+            "€".as_bytes(),
+            "😀".as_bytes(),
+            b"\xff",
+            b"\xc3",
+            b"\x80",
+        ];
+        for len in 0..40 {
+            for at in 0..=len {
+                for piece in pieces {
+                    let mut bytes = vec![b'x'; len];
+                    bytes.splice(at..at, piece.iter().copied());
+                    let theirs = std::str::from_utf8(&bytes).ok();
+                    assert_eq!(utf8(&bytes), theirs, "{bytes:?}");
+                    let lossy = String::from_utf8_lossy(&bytes);
+                    assert_eq!(utf8_lossy(&bytes), lossy, "{bytes:?}");
+                    assert_eq!(
+                        matches!(utf8_lossy(&bytes), Cow::Borrowed(_)),
+                        theirs.is_some()
+                    );
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn utf8_agrees_on_any_bytes(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![4 => 0x20u8..0x7f, 1 => proptest::num::u8::ANY], 0..80),
+        ) {
+            proptest::prop_assert_eq!(utf8(&bytes), std::str::from_utf8(&bytes).ok());
         }
     }
 }

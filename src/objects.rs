@@ -17,12 +17,17 @@ use serde::Deserialize;
 use std::fmt;
 
 /// Reads a `T` from JSON text, with structs read from objects only; trailing characters other
-/// than whitespace are an error, as with [`serde_json::from_slice`].
+/// than whitespace are an error, as with [`serde_json::from_slice`]. The whole text must be
+/// UTF-8 (JSON is), checked once up front rather than string by string as it is read.
 ///
 /// # Errors
-/// The text is not JSON, does not have the shape of `T`, or gives a struct as an array.
+/// The text is not UTF-8, is not JSON, does not have the shape of `T`, or gives a struct as an
+/// array.
 pub fn from_slice<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> serde_json::Result<T> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let Some(text) = crate::json::utf8(bytes) else {
+        return Err(serde::de::Error::custom("the text is not UTF-8"));
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
     let value = T::deserialize(Objects(&mut de))?;
     de.end()?;
     Ok(value)

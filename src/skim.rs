@@ -63,7 +63,7 @@ pub struct Skim<'a> {
 impl<'a> Skim<'a> {
     /// A reader of `bytes`; bails when they are not UTF-8 (JSON text always is).
     pub fn new(bytes: &'a [u8]) -> Skimmed<Self> {
-        let text = std::str::from_utf8(bytes).map_err(|_| Bail)?;
+        let text = crate::json::utf8(bytes).ok_or(Bail)?;
         Ok(Skim { text, at: 0 })
     }
 
@@ -385,7 +385,7 @@ impl Template {
             return None;
         }
         let body = doc.get(prefix.len()..doc.len() - suffix.len())?;
-        let raw = std::str::from_utf8(body).ok()?;
+        let raw = crate::json::utf8(body)?;
         let escaped = string_body(body).ok()?;
         Some(RawStr { raw, escaped })
     }

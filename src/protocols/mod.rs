@@ -215,10 +215,8 @@ impl Protocol {
             Err(e) => e,
             read => return read,
         };
-        // A text the client cut in the middle of a UTF-16 surrogate pair: read it with the
-        // replacement character for the lone half. The readers fill `record` only once the
-        // body has been read.
-        match crate::json::lone_surrogates_replaced(body) {
+        // The readers fill `record` only once the body has been read.
+        match repaired(body) {
             Some(fixed) => self.read_request(&fixed, record).map(|_| None),
             None => Err(refused),
         }
@@ -252,6 +250,17 @@ impl Protocol {
         body: &[u8],
         record: &mut TraceRecord,
     ) -> Result<(), ProtocolError> {
+        let refused = match self.read_response(body, record) {
+            Err(e) => e,
+            read => return read,
+        };
+        match repaired(body) {
+            Some(fixed) => self.read_response(&fixed, record),
+            None => Err(refused),
+        }
+    }
+
+    fn read_response(self, body: &[u8], record: &mut TraceRecord) -> Result<(), ProtocolError> {
         match self {
             Protocol::OpenAiChat => openai_chat::parse_response(body, record),
             Protocol::OpenAiCompletions => openai_completions::parse_response(body, record),
@@ -580,6 +589,21 @@ pub(crate) fn media_placeholder(url: String) -> String {
             inline_media(media_type, payload)
         }
         None => url,
+    }
+}
+
+/// A refused body, repaired where a client or server mangled text, for one more read: bytes
+/// that are not UTF-8 become U+FFFD (a cut multi-byte character, a Latin-1 byte), and so do
+/// `\u` escapes of half a UTF-16 surrogate pair (text cut in the middle of a pair, which
+/// `serde_json` refuses). `None` when there is nothing to repair.
+fn repaired(body: &[u8]) -> Option<Vec<u8>> {
+    let text = crate::json::utf8_lossy(body);
+    match crate::json::lone_surrogates_replaced(text.as_bytes()) {
+        Some(fixed) => Some(fixed),
+        None => match text {
+            std::borrow::Cow::Owned(text) => Some(text.into_bytes()),
+            std::borrow::Cow::Borrowed(_) => None,
+        },
     }
 }
 

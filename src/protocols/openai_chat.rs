@@ -1226,4 +1226,29 @@ mod tests {
         assert_eq!(record.messages[0].parts, vec![text("a \u{fffd}")]);
         assert_eq!(record.request_model.as_deref(), Some("m"));
     }
+
+    /// Bytes that are not UTF-8, in text the reader keeps and in a member it skips: the body
+    /// is read again with U+FFFD for them, the request and the response alike.
+    #[test]
+    fn bodies_that_are_not_utf8_are_read_with_replacement_characters() {
+        use crate::record::{Part, TraceRecord};
+        let text = |t: &str| Part::Text(t.into());
+        let chat = super::super::Protocol::OpenAiChat;
+        let request =
+            b"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"caf\xe9 \xf0\x9f\"}],\"x\":\"\xff\"}";
+        let mut record = TraceRecord::default();
+        assert!(super::parse_request(request, &mut record).is_err());
+        let read = chat.parse_request(request, &mut record);
+        assert!(matches!(read, Ok(None)), "{read:?}");
+        assert_eq!(record.messages[0].parts, vec![text("caf\u{fffd} \u{fffd}")]);
+        assert_eq!(record.request_model.as_deref(), Some("m"));
+        let response = b"{\"model\":\"m2\",\"system_fingerprint\":\"\xfe\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}";
+        assert!(super::parse_response(response, &mut record).is_err());
+        assert_eq!(chat.parse_response(response, &mut record), Ok(()));
+        assert_eq!(record.response_model.as_deref(), Some("m2"));
+        assert_eq!(record.choices[0].message.parts, vec![text("ok")]);
+        // Still not JSON once repaired: refused, with the first reading's error.
+        let mut record = TraceRecord::default();
+        assert!(chat.parse_request(b"{\"model\":\xff", &mut record).is_err());
+    }
 }
