@@ -200,6 +200,9 @@ pub fn find(name: &str) -> Option<&'static Metric> {
 pub struct ModelLabels {
     seen: Vec<String>,
     max: usize,
+    /// The last model name asked for and its label: a model's label never changes once
+    /// given, and exchanges mostly name the model the previous one did.
+    last: Option<(String, String)>,
 }
 
 impl ModelLabels {
@@ -208,14 +211,23 @@ impl ModelLabels {
         ModelLabels {
             seen: Vec::new(),
             max,
+            last: None,
         }
     }
 
     /// The label value for `model` (`unknown` when none).
-    pub fn label(&mut self, model: Option<&str>) -> String {
+    pub fn label(&mut self, model: Option<&str>) -> &str {
         let Some(model) = model.map(str::trim).filter(|m| !m.is_empty()) else {
-            return "unknown".into();
+            return "unknown";
         };
+        if self.last.as_ref().is_none_or(|(raw, _)| raw != model) {
+            let label = self.first_label(model);
+            self.last = Some((model.to_string(), label));
+        }
+        self.last.as_ref().map_or("unknown", |(_, label)| label)
+    }
+
+    fn first_label(&mut self, model: &str) -> String {
         let value = label_value(model);
         if self.seen.contains(&value) {
             return value;
@@ -368,6 +380,14 @@ mod tests {
         assert_eq!(models.label(Some("random-1")), "other");
         assert_eq!(models.label(Some("GPT-4o")), "gpt-4o", "already seen");
         assert_eq!(models.label(None), "unknown");
+        // The same answers again, from the last name kept and from the list.
+        for _ in 0..2 {
+            assert_eq!(models.label(Some(" random-1 ")), "other");
+            assert_eq!(models.label(Some("random-1")), "other");
+            assert_eq!(models.label(Some("claude")), "claude");
+            assert_eq!(models.label(Some("claude")), "claude");
+            assert_eq!(models.label(Some("gpt-4o")), "gpt-4o");
+        }
     }
 
     #[test]

@@ -357,8 +357,9 @@ fn capture_modes_and_the_opt_out_header() {
     }
 }
 
-/// Kong hands a filter at most 100 request header pairs at once; a header past them is still
-/// read (the opt-out, a context header) and the opt-out still removed.
+/// Kong hands a filter at most 100 header pairs at once; a request header past them is still
+/// read (the opt-out, a context header) and the opt-out still removed, and so is a response
+/// header (`content-type`).
 #[test]
 fn headers_past_the_hundredth_are_read() {
     for p in BOTH {
@@ -383,6 +384,25 @@ fn headers_past_the_hundredth_are_read() {
         assert_eq!(out.client_body, ex.response_body);
         rig.host.settle(10);
         assert!(rig.collector.received().is_empty(), "{p:?}: opted out");
+
+        // Response headers too: the event stream is known from a `content-type` past them.
+        let mut rig = new_rig(p, "");
+        let mut headers: Vec<(String, String)> = (0..110)
+            .map(|i| (format!("x-filler-{i}"), "v".to_string()))
+            .collect();
+        headers.push(("content-type".into(), "text/event-stream".into()));
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let ex = Exchange::new("POST", "/v1/chat/completions")
+            .request_header("content-type", "application/json")
+            .request_body(fixture("stream_text", "request.json"), Chunking::Whole)
+            .response(200, &headers)
+            .response_body(fixture("stream_text", "response.sse"), Chunking::Fixed(80));
+        rig.host.exchange(&ex);
+        let (_, span, _) = exported(&mut rig);
+        assert!(span["metadata"]["ttft_ms"].is_number(), "{p:?}: streamed");
     }
 }
 

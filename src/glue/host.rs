@@ -177,7 +177,7 @@ impl Metrics {
             .as_deref()
             .or(record.request_model.as_deref());
         let model = self.models.label(model);
-        let labels = [record.provider.as_str(), model.as_str(), route];
+        let labels = [record.provider.as_str(), model, route];
         let last = match &mut self.last {
             Some(set) if set.labels == labels => set,
             other => other.insert(LabelSet {

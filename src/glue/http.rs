@@ -61,12 +61,7 @@ impl FilterHttp {
         // A map the filter cannot read is looked up name by name instead.
         let raw = host::header_map_bytes(MapType::HttpRequestHeaders);
         let headers = header_map::decode(&raw);
-        let pairs = headers.as_deref().unwrap_or_default();
-        let whole = headers.is_some() && pairs.len() < KONG_MAX_PAIRS;
-        let lookup = |name: &str| match header_map::first(pairs, name) {
-            None if !whole => host::header(MapType::HttpRequestHeaders, name),
-            found => found,
-        };
+        let lookup = lookup_in(MapType::HttpRequestHeaders, headers.as_deref());
         let omit = take_omit_header(config, &lookup);
         let Some(path) = lookup(":path") else {
             return false;
@@ -183,6 +178,21 @@ impl FilterHttp {
 /// The most header pairs Kong's `proxy_get_header_map_pairs` returns; it leaves out the rest.
 const KONG_MAX_PAIRS: usize = 100;
 
+/// Looks headers up in the `pairs` read from `map` in one hostcall. Past Kong's 100 pairs, a
+/// name not among them is asked for alone, and so is every name when the map could not be
+/// read (`None`).
+fn lookup_in<'a>(
+    map: MapType,
+    pairs: Option<&'a [(&'a [u8], &'a [u8])]>,
+) -> impl Fn(&str) -> Option<String> + 'a {
+    let whole = pairs.is_some_and(|p| p.len() < KONG_MAX_PAIRS);
+    let pairs = pairs.unwrap_or_default();
+    move |name: &str| match header_map::first(pairs, name) {
+        None if !whole => host::header(map, name),
+        found => found,
+    }
+}
+
 /// Reads and removes the opt-out header, so the upstream never sees it.
 fn take_omit_header(config: &Config, lookup: &dyn Fn(&str) -> Option<String>) -> Omit {
     match lookup(&config.omit_header) {
@@ -274,13 +284,15 @@ impl HttpContext for FilterHttp {
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         if let Some(capture) = &mut self.capture {
-            let status = host::header(MapType::HttpResponseHeaders, ":status")
-                .and_then(|s| s.trim().parse().ok());
-            let content_type = host::header(MapType::HttpResponseHeaders, "content-type");
+            let raw = host::header_map_bytes(MapType::HttpResponseHeaders);
+            let headers = header_map::decode(&raw);
+            let lookup = lookup_in(MapType::HttpResponseHeaders, headers.as_deref());
+            let status = lookup(":status").and_then(|s| s.trim().parse().ok());
+            let content_type = lookup("content-type");
             capture.response_headers(
                 status,
                 content_type.as_deref(),
-                host::header(MapType::HttpResponseHeaders, "content-encoding").as_deref(),
+                lookup("content-encoding").as_deref(),
             );
             let event_stream = content_type
                 .as_deref()
