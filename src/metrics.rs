@@ -193,6 +193,9 @@ pub fn find(name: &str) -> Option<&'static Metric> {
     CATALOG.iter().find(|m| m.name == name)
 }
 
+/// Longest model name [`ModelLabels`] keeps as the last one asked for.
+const MAX_KEPT_MODEL: usize = 256;
+
 /// Bounds the distinct model label values: the first `max` models seen keep their name, any
 /// later one is counted as `other`, so a client sending random model names cannot grow the
 /// gateway's metric store without bound.
@@ -222,7 +225,14 @@ impl ModelLabels {
         };
         if self.last.as_ref().is_none_or(|(raw, _)| raw != model) {
             let label = self.first_label(model);
-            self.last = Some((model.to_string(), label));
+            // A name is kept up to a length (it can be as long as a body); for a longer one
+            // the empty name stands, which is never asked for.
+            let kept = if model.len() <= MAX_KEPT_MODEL {
+                model.to_string()
+            } else {
+                String::new()
+            };
+            self.last = Some((kept, label));
         }
         self.last.as_ref().map_or("unknown", |(_, label)| label)
     }
@@ -388,6 +398,11 @@ mod tests {
             assert_eq!(models.label(Some("claude")), "claude");
             assert_eq!(models.label(Some("gpt-4o")), "gpt-4o");
         }
+        let long = "x".repeat(MAX_KEPT_MODEL + 1);
+        assert_eq!(models.label(Some(&long)), "other");
+        assert_eq!(models.last.as_ref().map(|(raw, _)| raw.len()), Some(0));
+        assert_eq!(models.label(Some(&long)), "other");
+        assert_eq!(models.label(Some("claude")), "claude");
     }
 
     #[test]

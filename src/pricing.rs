@@ -230,7 +230,8 @@ impl PriceTable {
                 matched: r.matched,
                 price: r.price,
             });
-            memo.model = Some(model.to_string());
+            // A name too long to have a price is not kept: it can be as long as a body.
+            memo.model = (model.len() <= MAX_MODEL_NAME_LEN).then(|| model.to_string());
         }
         memo.found.as_ref().map(|f| Resolved {
             name: &f.name,
