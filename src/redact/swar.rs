@@ -290,6 +290,20 @@ mod tests {
 
     proptest! {
         #[test]
+        fn long_texts_of_alternating_runs_match_a_byte_by_byte_scan(
+            runs_of in proptest::collection::vec((1usize..40, any::<bool>()), 0..60),
+            min in 7usize..20,
+        ) {
+            // Alternating stretches of the class and outside it, so that runs of every length
+            // end at every offset of a word, over texts of up to 2 KB.
+            let text: Vec<u8> = runs_of
+                .iter()
+                .flat_map(|&(len, inside)| std::iter::repeat_n(if inside { b'1' } else { b'x' }, len))
+                .collect();
+            prop_assert_eq!(runs(&text, min), reference_runs(&text, min));
+        }
+
+        #[test]
         fn long_runs_match_a_byte_by_byte_scan(
             text in proptest::collection::vec(
                 prop_oneof![Just(b'1'), Just(b'x'), Just(0xc3u8), any::<u8>()], 0..90),
