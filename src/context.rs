@@ -9,6 +9,7 @@
 
 use crate::config::{ConfigError, Obj};
 use crate::json::Members;
+use crate::memo::LastKey;
 use crate::sha256;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -761,30 +762,25 @@ pub fn fingerprint(key: &str) -> String {
 }
 
 /// The fingerprint of the last API key seen: callers mostly present the same key again, and
-/// then its SHA-256 is not computed again. It holds that one key in memory and never shows it
-/// (its `Debug` prints nothing of it).
-#[derive(Default)]
+/// then its SHA-256 is not computed again. It holds that one key (up to 4 KiB) in memory and
+/// never shows it (its `Debug` prints nothing of it).
+#[derive(Debug)]
 pub struct KeyPrints {
-    last: Option<(String, String)>,
+    last: LastKey<String>,
+}
+
+impl Default for KeyPrints {
+    fn default() -> Self {
+        KeyPrints {
+            last: LastKey::new(4096),
+        }
+    }
 }
 
 impl KeyPrints {
     /// [`fingerprint`] of `key`, computed only when `key` is not the last one asked for.
     pub fn fingerprint(&mut self, key: &str) -> String {
-        match &self.last {
-            Some((last, print)) if last == key => print.clone(),
-            _ => {
-                let print = fingerprint(key);
-                self.last = Some((key.to_string(), print.clone()));
-                print
-            }
-        }
-    }
-}
-
-impl std::fmt::Debug for KeyPrints {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("KeyPrints { .. }")
+        self.last.get(key, fingerprint).clone()
     }
 }
 

@@ -14,6 +14,7 @@ pub mod export;
 pub mod header_map;
 pub mod ids;
 pub mod json;
+pub mod memo;
 pub mod metrics;
 pub mod objects;
 pub mod policy;

@@ -7,6 +7,7 @@
 //! labels, so labels travel as `_<label>=<value>` fragments of the name, which
 //! [`LABEL_PATTERNS`] turn back into Prometheus labels on both gateways.
 
+use crate::memo::LastKey;
 use crate::record::TraceRecord;
 
 /// Kind of a metric, as proxy-wasm defines them.
@@ -193,19 +194,16 @@ pub fn find(name: &str) -> Option<&'static Metric> {
     CATALOG.iter().find(|m| m.name == name)
 }
 
-/// Longest model name [`ModelLabels`] keeps as the last one asked for.
-const MAX_KEPT_MODEL: usize = 256;
-
 /// Bounds the distinct model label values: the first `max` models seen keep their name, any
 /// later one is counted as `other`, so a client sending random model names cannot grow the
 /// gateway's metric store without bound.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ModelLabels {
     seen: Vec<String>,
     max: usize,
-    /// The last model name asked for and its label: a model's label never changes once
-    /// given, and exchanges mostly name the model the previous one did.
-    last: Option<(String, String)>,
+    /// The label of the last model name asked for (a name's label never changes once given,
+    /// and exchanges mostly name the model the previous one did); names up to 256 bytes.
+    last: LastKey<String>,
 }
 
 impl ModelLabels {
@@ -214,7 +212,7 @@ impl ModelLabels {
         ModelLabels {
             seen: Vec::new(),
             max,
-            last: None,
+            last: LastKey::new(256),
         }
     }
 
@@ -223,31 +221,23 @@ impl ModelLabels {
         let Some(model) = model.map(str::trim).filter(|m| !m.is_empty()) else {
             return "unknown";
         };
-        if self.last.as_ref().is_none_or(|(raw, _)| raw != model) {
-            let label = self.first_label(model);
-            // A name is kept up to a length (it can be as long as a body); for a longer one
-            // the empty name stands, which is never asked for.
-            let kept = if model.len() <= MAX_KEPT_MODEL {
-                model.to_string()
-            } else {
-                String::new()
-            };
-            self.last = Some((kept, label));
-        }
-        self.last.as_ref().map_or("unknown", |(_, label)| label)
+        let (seen, max) = (&mut self.seen, self.max);
+        self.last.get(model, |model| first_label(seen, max, model))
     }
+}
 
-    fn first_label(&mut self, model: &str) -> String {
-        let value = label_value(model);
-        if self.seen.contains(&value) {
-            return value;
-        }
-        if self.seen.len() < self.max {
-            self.seen.push(value.clone());
-            return value;
-        }
-        "other".into()
+/// The label a model name gets the first time it is asked for: its own while fewer than `max`
+/// names are `seen`, else `other`.
+fn first_label(seen: &mut Vec<String>, max: usize, model: &str) -> String {
+    let value = label_value(model);
+    if seen.contains(&value) {
+        return value;
     }
+    if seen.len() < max {
+        seen.push(value.clone());
+        return value;
+    }
+    "other".into()
 }
 
 /// Positions in [`CATALOG`] of the exchange metrics, which come first (a test checks each).
@@ -398,9 +388,8 @@ mod tests {
             assert_eq!(models.label(Some("claude")), "claude");
             assert_eq!(models.label(Some("gpt-4o")), "gpt-4o");
         }
-        let long = "x".repeat(MAX_KEPT_MODEL + 1);
+        let long = "x".repeat(300);
         assert_eq!(models.label(Some(&long)), "other");
-        assert_eq!(models.last.as_ref().map(|(raw, _)| raw.len()), Some(0));
         assert_eq!(models.label(Some(&long)), "other");
         assert_eq!(models.label(Some("claude")), "claude");
     }

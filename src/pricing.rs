@@ -71,6 +71,7 @@
 //! and fall back as [`cost`] describes. Names are case-insensitive.
 
 use crate::config::ConfigError;
+use crate::memo::LastKey;
 use crate::record::Usage;
 use serde_json::{Map, Value};
 
@@ -158,11 +159,19 @@ pub struct Cost {
 }
 
 /// The last model name a [`PriceTable`] resolved, and to what (see
-/// [`PriceTable::lookup_memo`]). Only valid with the table that filled it.
-#[derive(Debug, Default)]
+/// [`PriceTable::lookup_memo`]). Only valid with the table that filled it. A name too long to
+/// have a price ([`MAX_MODEL_NAME_LEN`]) is not kept: it can be as long as a body.
+#[derive(Debug)]
 pub struct PriceMemo {
-    model: Option<String>,
-    found: Option<Found>,
+    last: LastKey<Option<Found>>,
+}
+
+impl Default for PriceMemo {
+    fn default() -> Self {
+        PriceMemo {
+            last: LastKey::new(MAX_MODEL_NAME_LEN),
+        }
+    }
 }
 
 /// A [`Resolved`] kept in a [`PriceMemo`].
@@ -223,17 +232,15 @@ impl PriceTable {
     /// [`PriceTable::lookup`], remembering the last model name in `memo`: a gateway route
     /// mostly serves one model, and its name is then resolved once, not on every exchange.
     pub fn lookup_memo<'m>(&self, model: &str, memo: &'m mut PriceMemo) -> Option<Resolved<'m>> {
-        if memo.model.as_deref() != Some(model) {
-            memo.found = self.lookup(model).map(|r| Found {
+        let found = memo.last.get(model, |model| {
+            self.lookup(model).map(|r| Found {
                 name: r.name.to_string(),
                 source: r.source,
                 matched: r.matched,
                 price: r.price,
-            });
-            // A name too long to have a price is not kept: it can be as long as a body.
-            memo.model = (model.len() <= MAX_MODEL_NAME_LEN).then(|| model.to_string());
-        }
-        memo.found.as_ref().map(|f| Resolved {
+            })
+        });
+        found.as_ref().map(|f| Resolved {
             name: &f.name,
             source: f.source,
             matched: f.matched,

@@ -104,12 +104,13 @@ fn the_memo_prices_like_the_table() {
     r.request_model = Some("house-model-7".into());
     price(&mut r, &c, &mut memo);
     assert_eq!(r.priced_as.as_deref(), Some("house-model"));
-    // A name too long to be priced is priced as none, and not kept.
-    let mut long = record(0);
-    long.request_model = Some(format!("gpt-4o-{}", "x".repeat(300)));
-    price(&mut long, &c, &mut memo);
-    assert_eq!((long.priced_as, long.cost), (None, None));
-    assert!(format!("{memo:?}").len() < 200, "{memo:?}");
+    // A name too long to be priced (and to be kept) is priced as none, every time.
+    for _ in 0..2 {
+        let mut long = record(0);
+        long.request_model = Some(format!("gpt-4o-{}", "x".repeat(300)));
+        price(&mut long, &c, &mut memo);
+        assert_eq!((long.priced_as, long.cost), (None, None));
+    }
 }
 
 #[test]
