@@ -2,7 +2,7 @@
 //! the document holds, for reading a few members of a large body and for rewriting one member
 //! while keeping every other byte. No host calls.
 
-use crate::skim::{Skim, Skimmed};
+use crate::skim::{run_until, Skim, Skimmed};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -104,10 +104,12 @@ fn json_string(s: &str) -> String {
 }
 
 /// `bytes` as text when they are UTF-8 (what [`std::str::from_utf8`] accepts). LLM bodies are
-/// ASCII for most of their length: the ASCII start is checked sixteen bytes at a time (the
-/// standard library takes eight at a time on wasm32), the rest by the standard library.
+/// ASCII for most of their length: the ASCII start is checked sixteen bytes at a time
+/// ([`run_until`]; the standard library takes eight at a time on wasm32), the rest by the
+/// standard library.
 pub fn utf8(bytes: &[u8]) -> Option<&str> {
-    let ascii = ascii_start(bytes);
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let ascii = run_until(bytes, |word| word & HIGH, |b| !b.is_ascii());
     std::str::from_utf8(bytes.get(ascii..)?).ok()?;
     // SAFETY: `bytes[..ascii]` is ASCII and `bytes[ascii..]` is UTF-8. An ASCII byte is a
     // whole character, so the split is at a character boundary and the whole is UTF-8.
@@ -120,22 +122,6 @@ pub fn utf8_lossy(bytes: &[u8]) -> Cow<'_, str> {
         Some(text) => Cow::Borrowed(text),
         None => String::from_utf8_lossy(bytes),
     }
-}
-
-/// Length of a start of `bytes` that is all ASCII: a multiple of sixteen, up to the first
-/// sixteen-byte block holding a byte that is not.
-fn ascii_start(bytes: &[u8]) -> usize {
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let word = |half: &[u8]| <[u8; 8]>::try_from(half).map_or(HIGH, u64::from_le_bytes);
-    let mut len = 0;
-    for block in bytes.chunks_exact(16) {
-        let (a, b) = block.split_at(8);
-        if (word(a) | word(b)) & HIGH != 0 {
-            break;
-        }
-        len += 16;
-    }
-    len
 }
 
 /// `body` with every `\u` escape of half a UTF-16 surrogate pair (a leading half not followed

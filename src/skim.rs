@@ -438,25 +438,25 @@ fn plain_run(bytes: &[u8]) -> usize {
 /// How many leading bytes of `bytes` are not stops, `in_word` flagging the words that hold one
 /// (non-zero) and `is_stop` telling the bytes: sixteen bytes (two words, one branch) at a time
 /// while sixteen remain, then eight, then one.
-fn run_until(bytes: &[u8], in_word: impl Fn(u64) -> u64, is_stop: impl Fn(u8) -> bool) -> usize {
-    let word = |at: usize| {
-        bytes
-            .get(at..at + 8)
-            .and_then(|w| <[u8; 8]>::try_from(w).ok())
-            .map(u64::from_ne_bytes)
-    };
+pub(crate) fn run_until(
+    bytes: &[u8],
+    in_word: impl Fn(u64) -> u64,
+    is_stop: impl Fn(u8) -> bool,
+) -> usize {
+    let word = |w: &[u8]| <[u8; 8]>::try_from(w).map_or(u64::MAX, u64::from_ne_bytes);
     let mut at = 0;
-    while let (Some(a), Some(b)) = (word(at), word(at + 8)) {
-        if in_word(a) | in_word(b) != 0 {
+    for block in bytes.chunks_exact(16) {
+        let (a, b) = block.split_at(8);
+        if in_word(word(a)) | in_word(word(b)) != 0 {
             break;
         }
         at += 16;
     }
-    while let Some(w) = word(at) {
-        if in_word(w) != 0 {
-            break;
+    let rest = bytes.get(at..).unwrap_or_default();
+    if let Some(w) = rest.first_chunk::<8>() {
+        if in_word(u64::from_ne_bytes(*w)) == 0 {
+            at += 8;
         }
-        at += 8;
     }
     while let Some(&b) = bytes.get(at) {
         if is_stop(b) {
