@@ -64,6 +64,14 @@ fn fixtures() -> &'static [Fixture] {
     })
 }
 
+/// The recorded exchange `id` (`<api>/<case>`).
+fn fixture(id: &str) -> &'static Fixture {
+    fixtures()
+        .iter()
+        .find(|f| f.id == id)
+        .unwrap_or_else(|| panic!("fixture {id}"))
+}
+
 /// Where the filter exports to: one address for both sinks (Kong dispatches to it, Envoy to
 /// the clusters `opik` and `langfuse` mapped to it).
 fn config(p: Personality, backend: SocketAddr, extra: &str) -> String {
@@ -814,10 +822,7 @@ fn hostile_thousands_of_tool_calls_are_traced() {
 
 #[test]
 fn hostile_odd_and_repeated_headers_pass() {
-    let f = fixtures()
-        .iter()
-        .find(|f| f.id == "openai_chat/stream_text")
-        .expect("fixture");
+    let f = fixture("openai_chat/stream_text");
     let base = |response_headers: &[(&str, &str)]| {
         Exchange::new("POST", "/v1/chat/completions")
             .request_header("Content-Type", "APPLICATION/JSON")
@@ -867,10 +872,7 @@ fn hostile_odd_and_repeated_headers_pass() {
 /// exchange through and traces it, the odd value replaced in what it records.
 #[test]
 fn hostile_non_utf8_header_names_pass() {
-    let f = fixtures()
-        .iter()
-        .find(|f| f.id == "openai_chat/basic")
-        .expect("fixture");
+    let f = fixture("openai_chat/basic");
     for p in BOTH {
         let collector = collector();
         let mut host = host(p, collector.addr(), "");

@@ -56,9 +56,7 @@ impl FilterHttp {
     /// with a body edit to make, so `content-length` can still be set).
     fn start(&mut self, active: &Active) -> bool {
         let config = &active.config;
-        // One hostcall for every header the filter looks up, instead of one per name. Kong
-        // hands over at most 100 pairs: past that, a header not among them is asked for alone.
-        // A map the filter cannot read is looked up name by name instead.
+        // One hostcall for every header the filter looks up, instead of one per name.
         let raw = host::header_map_bytes(MapType::HttpRequestHeaders);
         let headers = header_map::decode(&raw);
         let lookup = lookup_in(MapType::HttpRequestHeaders, headers.as_deref());
